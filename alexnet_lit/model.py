@@ -1,0 +1,100 @@
+"""AlexNet (Krizhevsky, Sutskever, Hinton 2012, Section 3), built from a layer table.
+
+The table lives in ``conf/model/alexnet.yaml``: an ordered mapping from layer name to
+either a convolution row ``{out, kernel, stride, pad, split}`` or the word ``lrn`` or
+``maxpool``. A row set to ``null`` is removed; the next layer's input channels follow
+from what is left, so depth ablations are one line. ``split: true`` marks the layers
+that see only their own tower's maps (Section 3.2): they get ``groups=towers``.
+"""
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from alexnet_lit.lrn import LRN
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}  # Section 3.1
+INITS = ("paper", "caffe", "kaiming")
+# Section 5: "We initialized the neuron biases in the second, fourth, and fifth
+# convolutional layers, as well as in the fully-connected hidden layers, with 1."
+BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
+
+
+class AlexNet(nn.Module):
+    """conv1..conv5 (``features``) then fc6, fc7, fc8 (``classifier``); fc8 returns logits."""
+
+    def __init__(self, features: dict, classifier: dict, num_classes: int = 1000,
+                 input_size: int = 227, towers: int = 2, activation: str = "relu",
+                 lrn: dict | None = None, pool: dict | None = None, dropout: float = 0.5,
+                 init: str = "paper"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation={activation!r}: expected one of {sorted(ACTIVATIONS)}")
+        if init not in INITS:
+            raise ValueError(f"model.init={init!r}: expected one of {list(INITS)}")
+        if towers not in (1, 2):
+            raise ValueError(f"model.towers={towers}: the paper's net has 2 towers, its comparison net 1")
+        act = ACTIVATIONS[activation]
+        pool = pool or {"kernel": 3, "stride": 2}
+        self.input_size, self.init, self.activation = input_size, init, activation
+
+        layers, channels, size = OrderedDict(), 3, input_size
+        for name, row in features.items():
+            if row is None:
+                continue
+            if row == "lrn":
+                if lrn is not None:
+                    layers[name] = LRN(**lrn)
+            elif row == "maxpool":
+                layers[name] = nn.MaxPool2d(pool["kernel"], pool["stride"])
+                size = (size - pool["kernel"]) // pool["stride"] + 1
+            else:
+                span = size + 2 * row["pad"] - row["kernel"]
+                if span < 0 or span % row["stride"]:
+                    raise ValueError(
+                        f"model.features.{name}: a {row['kernel']}x{row['kernel']} kernel at stride "
+                        f"{row['stride']}, pad {row['pad']} does not tile a {size}x{size} input "
+                        f"(model.input_size={input_size}); use 227, or 224 with conv1 pad 2")
+                groups = towers if row.get("split", False) else 1
+                layers[name] = nn.Conv2d(channels, row["out"], row["kernel"], row["stride"],
+                                         row["pad"], groups=groups)
+                layers[name.replace("conv", "act")] = act()
+                channels, size = row["out"], span // row["stride"] + 1
+        self.features = nn.Sequential(layers)
+
+        head, width = OrderedDict(), channels * size * size
+        for name, out in classifier.items():  # fc6, fc7: ReLU then dropout (Section 4.2)
+            head[name] = nn.Linear(width, out)
+            head[f"act{name[2:]}"] = act()
+            head[f"drop{name[2:]}"] = nn.Dropout(dropout)
+            width = out
+        head["fc8"] = nn.Linear(width, num_classes)  # logits: no ReLU, no softmax
+        self.classifier = nn.Sequential(head)
+        self.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+    def learned_layers(self) -> list[tuple[str, nn.Module]]:
+        """(name, module) for every conv and fc layer, in order: conv1 .. fc8."""
+        children = [*self.features.named_children(), *self.classifier.named_children()]
+        return [(n, m) for n, m in children if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    def reset_parameters(self) -> None:
+        """Initialise by ``self.init``:
+
+        - ``paper`` (Section 5): weights ~ N(0, 0.01); biases 1 in conv2, conv4, conv5,
+          fc6, fc7 and 0 elsewhere. Often fails to start learning at lr 0.01.
+        - ``caffe`` (bvlc_alexnet): as paper, but those biases 0.1 and std 0.005 on fc6, fc7.
+        - ``kaiming``: He-normal weights (fan-in, gain for the activation), biases 0,
+          fc8 ~ N(0, 0.01).
+        """
+        for name, layer in self.learned_layers():
+            if self.init == "kaiming" and name != "fc8":
+                nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=self.activation)
+                nn.init.zeros_(layer.bias)
+                continue
+            std = 0.005 if self.init == "caffe" and name in ("fc6", "fc7") else 0.01
+            nn.init.normal_(layer.weight, 0.0, std)
+            one = {"paper": 1.0, "caffe": 0.1, "kaiming": 0.0}[self.init]
+            nn.init.constant_(layer.bias, one if name in BIAS_ONE else 0.0)

@@ -1,0 +1,82 @@
+"""``results.json``: one file per run that reports and sweeps are built from."""
+import json
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from, with ``-dirty`` if it has edits."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write atomically: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _metric(metrics: dict, key: str) -> float | None:
+    value = metrics.get(key)
+    return None if value is None else float(value)
+
+
+class ResultsWriter(Callback):
+    """Keeps ``path`` up to date: status (running, completed, failed), final and best
+    validation top-1/top-5 error, train error, epochs, steps, wall time, plus ``meta``
+    (ablation names, seed, init, parameter count, git commit)."""
+
+    def __init__(self, path: str | Path, meta: dict):
+        self.path, self.meta = Path(path), dict(meta)
+        self.best: dict = {}
+        self.elapsed_before = 0.0  # wall time of earlier, resumed-from runs
+
+    def state_dict(self) -> dict:
+        return dict(best=self.best, elapsed=self.elapsed_before + time.time() - self.start)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.elapsed_before = state["best"], state["elapsed"]
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.time()
+        self._write(trainer, "running")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        top1 = _metric(trainer.callback_metrics, "val/top1_err")
+        if top1 is not None and not math.isnan(top1) and top1 < self.best.get("best_val_top1_err", math.inf):
+            self.best = dict(best_val_top1_err=top1, best_epoch=trainer.current_epoch,
+                             best_val_top5_err=_metric(trainer.callback_metrics, "val/top5_err"))
+        self._write(trainer, "running")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, "completed")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._write(trainer, "failed", error=f"{type(exception).__name__}: {exception}")
+
+    def _write(self, trainer: L.Trainer, status: str, **extra) -> None:
+        if not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        write_json(self.path, dict(
+            self.meta, **self.best, **extra, status=status,
+            val_top1_err=_metric(m, "val/top1_err"), val_top5_err=_metric(m, "val/top5_err"),
+            train_top1_err=_metric(m, "train/top1_err"), train_top5_err=_metric(m, "train/top5_err"),
+            epochs=trainer.current_epoch, steps=trainer.global_step,
+            wall_time_s=round(self.elapsed_before + time.time() - self.start, 3)))

@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,8 +23,14 @@ CONFIG_DIR = next(str(d) for d in (Path(__file__).resolve().parent.parent / "con
 
 def ablation_names() -> list[str]:
     """The ablation files this run composed (``+ablation=a`` or ``+ablation=[a,b]``)."""
-    choice = HydraConfig.get().runtime.choices.get("ablation") if HydraConfig.initialized() else None
-    if choice is None:
+    if not HydraConfig.initialized():
+        return ["none"]
+    hydra_cfg = HydraConfig.get()
+    choice = hydra_cfg.runtime.choices.get("ablation")  # set for a single file
+    for override in OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)):
+        if override.key_or_group == "ablation":  # a list of files shows up only here
+            choice = override.value()
+    if not choice:
         return ["none"]
     return [choice] if isinstance(choice, str) else list(choice)
 

@@ -49,17 +49,15 @@ class AlexNet(nn.Module):
                 layers[name] = nn.MaxPool2d(pool["kernel"], pool["stride"])
                 size = (size - pool["kernel"]) // pool["stride"] + 1
             else:
-                span = size + 2 * row["pad"] - row["kernel"]
-                if span < 0 or span % row["stride"]:
-                    raise ValueError(
-                        f"model.features.{name}: a {row['kernel']}x{row['kernel']} kernel at stride "
-                        f"{row['stride']}, pad {row['pad']} does not tile a {size}x{size} input "
-                        f"(model.input_size={input_size}); use 227, or 224 with conv1 pad 2")
                 groups = towers if row.get("split", False) else 1
                 layers[name] = nn.Conv2d(channels, row["out"], row["kernel"], row["stride"],
                                          row["pad"], groups=groups)
                 layers[name.replace("conv", "act")] = act()
-                channels, size = row["out"], span // row["stride"] + 1
+                channels = row["out"]
+                size = (size + 2 * row["pad"] - row["kernel"]) // row["stride"] + 1
+            if size < 1:
+                raise ValueError(f"model.features.{name}: no output left from a "
+                                 f"{input_size}x{input_size} input (model.input_size={input_size})")
         self.features = nn.Sequential(layers)
 
         head, width = OrderedDict(), channels * size * size

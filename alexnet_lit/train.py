@@ -40,7 +40,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, _convert_="all")  # plain containers: weights_only checkpoints
     module = AlexNetModule(model=OmegaConf.to_container(cfg.model, resolve=True),
                            optim=OmegaConf.to_container(cfg.optim, resolve=True),
                            val_views=list(cfg.data.get("val_views", ["center"])))

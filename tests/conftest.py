@@ -33,6 +33,8 @@ def compose_config(overrides: list[str], output_dir: Path | None = None, cache: 
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(output_dir)
     HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra  # as in a real run: the job sees its config, Hydra's own via HydraConfig
     return cfg
 
 

@@ -1,0 +1,219 @@
+"""The network against PAPER.md: parameter count, shapes, LRN, towers, ablations, init."""
+import math
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, InstantiationException
+from hydra.utils import instantiate
+from torch import nn
+
+from alexnet_lit.lrn import LRN
+from alexnet_lit.model import AlexNet
+
+ABLATIONS = ["none", "tanh", "no_lrn", "no_overlap", "one_tower", "no_pca", "no_augment",
+             "no_dropout", "no_conv3", "no_conv4", "no_conv5", "no_weight_decay"]
+
+
+@pytest.fixture
+def build(compose_cfg):
+    """Compose the real config (1000 classes, as ILSVRC) and build its network."""
+    def _build(*overrides: str) -> tuple[AlexNet, object]:
+        cfg = compose_cfg("data.num_classes=1000", *overrides)
+        return instantiate(cfg.model), cfg
+    return _build
+
+
+def layers(net: AlexNet, kind: type) -> dict[str, nn.Module]:
+    return {n: m for n, m in [*net.features.named_children(), *net.classifier.named_children()]
+            if isinstance(m, kind)}
+
+
+def test_default_model_has_the_papers_parameter_count(build):
+    net, _ = build()
+    assert sum(p.numel() for p in net.parameters()) == 60_965_224
+
+
+@pytest.mark.parametrize("model", ["alexnet", "alexnet224"])
+def test_per_layer_output_shapes(build, model):
+    net, cfg = build(f"model={model}")
+    size = {"alexnet": 227, "alexnet224": 224}[model]
+    assert cfg.data.crop_size == size
+    shapes = {}
+    for name in ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5"]:
+        getattr(net.features, name).register_forward_hook(
+            lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
+    for name in ["fc6", "fc7", "fc8"]:
+        getattr(net.classifier, name).register_forward_hook(
+            lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
+    with torch.no_grad():
+        net(torch.randn(1, 3, size, size))
+    assert shapes == {
+        "conv1": (96, 55, 55), "pool1": (96, 27, 27), "conv2": (256, 27, 27), "pool2": (256, 13, 13),
+        "conv3": (384, 13, 13), "conv4": (384, 13, 13), "conv5": (256, 13, 13), "pool5": (256, 6, 6),
+        "fc6": (4096,), "fc7": (4096,), "fc8": (1000,)}
+
+
+def test_no_relu_or_softmax_after_fc8(build):
+    net, _ = build()
+    names = [n for n, _ in net.classifier.named_children()]
+    assert names[-1] == "fc8" and isinstance(net.classifier[-1], nn.Linear)
+    assert names == ["fc6", "act6", "drop6", "fc7", "act7", "drop7", "fc8"]
+
+
+def test_too_small_an_input_is_refused_naming_the_layer(build):
+    with pytest.raises(InstantiationException, match=r"model\.features\.pool5.*model\.input_size=40"):
+        build("model.input_size=40")
+
+
+def lrn_loop(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """Section 3.3's formula, term by term."""
+    out = torch.empty_like(a)
+    channels = a.shape[1]
+    for i in range(channels):
+        lo, hi = max(0, i - n // 2), min(channels - 1, i + n // 2)
+        total = sum(a[:, j] ** 2 for j in range(lo, hi + 1))
+        out[:, i] = a[:, i] / (k + alpha * total) ** beta
+    return out
+
+
+def test_lrn_is_the_papers_formula_not_alpha_over_n(build):
+    torch.manual_seed(0)
+    a = torch.relu(torch.randn(3, 11, 5, 4, dtype=torch.float64) * 30)  # ReLU outputs, large
+    ours = LRN(size=5, alpha=1e-4, beta=0.75, k=2.0)(a)
+    assert torch.allclose(ours, lrn_loop(a, 5, 1e-4, 0.75, 2.0), atol=1e-6, rtol=0)
+    assert not torch.allclose(ours, lrn_loop(a, 5, 1e-4 / 5, 0.75, 2.0), atol=1e-6, rtol=0)
+    net, _ = build()
+    norms = layers(net, LRN)
+    assert list(norms) == ["norm1", "norm2"]
+    assert all((m.size, m.alpha, m.beta, m.k, m.alpha_over_n) == (5, 1e-4, 0.75, 2.0, False)
+               for m in norms.values())
+
+
+def test_lrn_code_convention_equals_torch_local_response_norm():
+    torch.manual_seed(1)
+    x = torch.relu(torch.randn(4, 16, 7, 7, dtype=torch.float64) * 20).requires_grad_()
+    y = x.detach().clone().requires_grad_()
+    ours = LRN(5, 1e-4, 0.75, 2.0, alpha_over_n=True)(x)
+    ref = nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(y)
+    assert torch.allclose(ours, ref, atol=1e-6, rtol=0)
+    grad = torch.randn_like(ours)
+    ours.backward(grad)
+    ref.backward(grad)
+    assert torch.allclose(x.grad, y.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_lrn_gradient_is_exact():
+    x = torch.randn(2, 7, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(LRN(5, 0.1, 0.75, 2.0), (x,))
+
+
+def test_a_tower_does_not_see_the_other_towers_maps(build):
+    net, _ = build()
+    torch.manual_seed(0)
+    x = torch.randn(1, 96, 27, 27)
+    changed = x.clone()
+    changed[:, 48:] = torch.randn(1, 48, 27, 27)  # tower 2's input maps
+    with torch.no_grad():
+        for conv, half in [(net.features.conv2, 128)]:
+            before, after = conv(x), conv(changed)
+            assert torch.equal(before[:, :half], after[:, :half])  # tower 1 untouched
+            assert not torch.allclose(before[:, half:], after[:, half:])
+        conv3_in = torch.randn(1, 256, 13, 13)
+        conv3_changed = conv3_in.clone()
+        conv3_changed[:, 128:] += 1
+        a, b = net.features.conv3(conv3_in), net.features.conv3(conv3_changed)
+        assert not torch.allclose(a[:, :192], b[:, :192])  # conv3 sees both towers
+    assert {n: m.groups for n, m in layers(net, nn.Conv2d).items()} == {
+        "conv1": 1, "conv2": 2, "conv3": 1, "conv4": 2, "conv5": 2}
+
+
+def conv_table(net: AlexNet) -> dict[str, tuple[int, int, int]]:
+    return {n: (m.in_channels, m.out_channels, m.groups) for n, m in layers(net, nn.Conv2d).items()}
+
+
+PAPER_CONVS = {"conv1": (3, 96, 1), "conv2": (96, 256, 2), "conv3": (256, 384, 1),
+               "conv4": (384, 384, 2), "conv5": (384, 256, 2)}
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_every_ablation_builds_the_model_it_claims(build, ablation):
+    net, cfg = build(f"+ablation={ablation}")
+    convs, fc6 = conv_table(net), net.classifier.fc6
+    acts = [type(m) for m in [*net.features, *net.classifier] if isinstance(m, (nn.ReLU, nn.Tanh))]
+    pools = layers(net, nn.MaxPool2d)
+    drops = layers(net, nn.Dropout)
+    expected_convs, expected_fc6_in = dict(PAPER_CONVS), 256 * 6 * 6
+    if ablation == "tanh":
+        assert acts == [nn.Tanh] * 7
+    else:
+        assert acts == [nn.ReLU] * (7 - (ablation.startswith("no_conv")))
+    assert len(layers(net, LRN)) == (0 if ablation == "no_lrn" else 2)
+    assert {(p.kernel_size, p.stride) for p in pools.values()} == (
+        {(2, 2)} if ablation == "no_overlap" else {(3, 2)})
+    assert list(pools) == ["pool1", "pool2", "pool5"]
+    assert {d.p for d in drops.values()} == ({0.0} if ablation == "no_dropout" else {0.5})
+    if ablation == "one_tower":
+        expected_convs = {"conv1": (3, 48, 1), "conv2": (48, 128, 1), "conv3": (128, 192, 1),
+                          "conv4": (192, 192, 1), "conv5": (192, 256, 1)}
+    if ablation == "no_conv3":
+        del expected_convs["conv3"]
+        expected_convs["conv4"] = (256, 384, 2)
+    if ablation == "no_conv4":
+        del expected_convs["conv4"]
+        expected_convs["conv5"] = (384, 256, 2)
+    if ablation == "no_conv5":
+        del expected_convs["conv5"]
+        expected_fc6_in = 384 * 6 * 6
+        assert list(net.features.named_children())[-1][0] == "pool5"
+    assert convs == expected_convs
+    assert (fc6.in_features, fc6.out_features, net.classifier.fc7.out_features) == (expected_fc6_in, 4096, 4096)
+    assert cfg.data.pca_noise is (ablation != "no_pca")
+    assert cfg.data.augment is (ablation != "no_augment")
+    assert cfg.optim.weight_decay == (0.0 if ablation == "no_weight_decay" else 0.0005)
+    with torch.no_grad():
+        assert net(torch.randn(2, 3, 227, 227)).shape == (2, 1000)
+
+
+def test_ablations_compose_together(build):
+    net, _ = build("+ablation=[no_lrn,tanh,no_conv4]")
+    assert not layers(net, LRN) and not layers(net, nn.ReLU) and "conv4" not in layers(net, nn.Conv2d)
+
+
+def test_unknown_ablation_lists_the_valid_ones(build):
+    with pytest.raises(ConfigCompositionException) as error:
+        build("+ablation=no_such_thing")
+    assert "no_such_thing" in str(error.value) and "no_lrn" in str(error.value)
+
+
+def test_paper_initialisation(build):
+    torch.manual_seed(0)
+    net, _ = build("model.init=paper")
+    for name, layer in net.learned_layers():
+        assert layer.weight.mean().abs() < 1e-3
+        assert layer.weight.std().item() == pytest.approx(0.01, rel=0.05), name
+        expected_bias = 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
+        assert torch.all(layer.bias == expected_bias), name
+
+
+def test_caffe_initialisation(build):
+    net, _ = build("model.init=caffe")
+    for name, layer in net.learned_layers():
+        std = 0.005 if name in ("fc6", "fc7") else 0.01
+        assert layer.weight.std().item() == pytest.approx(std, rel=0.05), name
+        assert torch.all(layer.bias == (0.1 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0))
+
+
+def test_kaiming_initialisation(build):
+    net, _ = build("model.init=kaiming")
+    for name, layer in net.learned_layers():
+        fan_in = layer.weight[0].numel()
+        std = 0.01 if name == "fc8" else math.sqrt(2.0 / fan_in)
+        assert layer.weight.std().item() == pytest.approx(std, rel=0.05), name
+        assert torch.all(layer.bias == 0)
+
+
+def test_bad_switches_name_the_key(build):
+    with pytest.raises(InstantiationException, match="model.init='xavier'"):
+        build("model.init=xavier")
+    with pytest.raises(InstantiationException, match="model.activation='gelu'"):
+        build("model.activation=gelu")

@@ -1,0 +1,93 @@
+"""Real training runs: a Lightning Trainer on generated JPEGs, from the real configs."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from alexnet_lit.train import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_metrics(run_dir) -> list[dict]:
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def epoch_values(rows: list[dict], key: str) -> list[float]:
+    return [float(r[key]) for r in rows if r.get(key)]
+
+
+def test_two_epoch_cpu_run_on_synthetic_data(compose_cfg, tmp_path):
+    cfg = compose_cfg("experiment=tiny", "+ablation=no_dropout", "trainer.max_epochs=2")
+    train(cfg)
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "completed"
+    assert results["epochs"] == 2 and results["steps"] == 2 * (1000 // 32)
+    assert results["ablation"] == ["no_dropout"] and results["seed"] == 0
+    assert results["init"] == "kaiming"
+    assert results["params"] == sum(p.numel() for p in torch.load(
+        run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"].values())
+    # learnable: well below the 90% error of chance on 10 classes
+    assert results["best_val_top1_err"] < 0.6
+    rows = read_metrics(run)
+    assert epoch_values(rows, "val/top1_err")[-1] == pytest.approx(results["val_top1_err"])
+    assert min(epoch_values(rows, "val/top1_err")) == pytest.approx(results["best_val_top1_err"])
+    assert len(epoch_values(rows, "train/top1_err")) == 2 and epoch_values(rows, "lr") == [0.02, 0.02]
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
+    assert best["epoch"] == results["best_epoch"]
+
+
+def test_plateau_divides_lr_by_ten_when_val_error_stops_improving(compose_cfg, tmp_path):
+    # lr so small that nothing is learnt: val error stays flat, patience 0 drops lr each epoch
+    cfg = compose_cfg("experiment=tiny", "optim.lr=1e-9", "optim.scheduler.patience=0",
+                      "trainer.max_epochs=3", "+trainer.limit_train_batches=2")
+    train(cfg)
+    lrs = epoch_values(read_metrics(tmp_path / "run"), "lr")
+    assert lrs == pytest.approx([1e-9, 1e-10, 1e-11], rel=1e-5)
+
+
+def test_milestones_schedule(compose_cfg, tmp_path):
+    cfg = compose_cfg("experiment=tiny", "optim=milestones", "optim.scheduler.milestones=[1]",
+                      "trainer.max_epochs=2", "+trainer.limit_train_batches=2")
+    train(cfg)
+    assert epoch_values(read_metrics(tmp_path / "run"), "lr") == pytest.approx([0.02, 0.002])
+
+
+def final_weights(compose_cfg, seed) -> torch.Tensor:
+    cfg = compose_cfg("experiment=tiny", f"seed={seed}", "trainer.max_epochs=1",
+                      "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1")
+    train(cfg)
+    state = torch.load(cfg.paths.output_dir + "/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    return state["net.features.conv1.weight"]
+
+
+def test_seed_zero_is_honoured(compose_cfg):
+    a, b, c = (final_weights(compose_cfg, s) for s in (0, 0, 1))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.slow
+def test_readme_quick_start(tmp_path):
+    """The README's first command (its install step done by the suite's own install)."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    command = "pip install -e . && python -m alexnet_lit.train experiment=quickstart"
+    assert command in readme
+    env = dict(os.environ, ALEXNET_LIT_CACHE=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-m", "alexnet_lit.train", "experiment=quickstart",
+                    f"hydra.run.dir={tmp_path / 'run'}", "trainer.enable_progress_bar=false"],
+                   cwd=tmp_path, env=env, check=True, timeout=900)
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "completed" and results["epochs"] == 2
+    assert results["params"] == 56_909_194  # the paper's network with a 10-way fc8
+    assert results["val_top1_err"] < 0.8  # chance is 0.9
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
+    assert list((tmp_path / "cache").glob("synthetic-*/train/class009/*.jpg"))

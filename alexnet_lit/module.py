@@ -5,7 +5,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 from torch.nn import functional as F
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from alexnet_lit.optim import build_optimizer, build_scheduler
@@ -32,9 +32,12 @@ class AlexNetModule(L.LightningModule):
     ``val_views`` names the validation loaders in order; the first logs as ``val/...``,
     the others as ``val_<name>/...``. A batch of shape (B, V, C, H, W) is V views of each
     image (ten-crop, Section 4.1): their softmax outputs are averaged.
+
+    ``channels_last`` and ``compile`` (conf/speed) change how fast, not what, it computes.
     """
 
-    def __init__(self, model: dict, optim: dict, val_views: list[str] = ("center",)):
+    def __init__(self, model: dict, optim: dict, val_views: list[str] = ("center",),
+                 channels_last: bool = False, compile: bool = False):
         super().__init__()
         self.save_hyperparameters(logger=False)  # train.py logs the whole resolved config
         self.net: nn.Module = instantiate(model)
@@ -44,8 +47,19 @@ class AlexNetModule(L.LightningModule):
         self.val_metrics = nn.ModuleList(
             error_metrics(num_classes, "val/" if i == 0 else f"val_{name}/")
             for i, name in enumerate(val_views))
+        # mean loss over images, summed exactly across processes (Lightning's sync_dist mean
+        # truncates the image count when processes hold different numbers of images)
+        self.val_losses = nn.ModuleList(MeanMetric() for _ in val_views)
+
+    def configure_model(self) -> None:
+        if self.hparams.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.hparams.compile:
+            self.net.compile()  # in place: checkpoints keep the plain parameter names
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -54,9 +68,16 @@ class AlexNetModule(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         self.train_metrics.update(logits.detach(), labels)
         self.log("train/loss", loss, prog_bar=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
         return loss
+
+    # Logged once an epoch, not every step: a self.log call costs about a millisecond, as
+    # much as a whole training step of experiment=tiny (benchmarks/train_throughput.py).
+    def on_train_epoch_start(self) -> None:
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])  # in effect this epoch
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         images, labels = batch
@@ -70,7 +91,8 @@ class AlexNetModule(L.LightningModule):
             loss = F.cross_entropy(scores, labels)
         metrics = self.val_metrics[dataloader_idx]
         metrics.update(scores, labels)
-        self.log(f"{metrics.prefix}loss", loss, sync_dist=True, add_dataloader_idx=False)
+        self.val_losses[dataloader_idx].update(loss, weight=len(labels))
+        self.log(f"{metrics.prefix}loss", self.val_losses[dataloader_idx], add_dataloader_idx=False)
         self.log_dict(metrics, add_dataloader_idx=False)
 
     def configure_optimizers(self):

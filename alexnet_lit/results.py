@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 def git_commit() -> str | None:
@@ -36,8 +37,9 @@ def _metric(metrics: dict, key: str) -> float | None:
 
 
 class ResultsWriter(Callback):
-    """Keeps ``path`` up to date: status (running, completed, failed), final and best
-    validation top-1/top-5 error, train error, epochs, steps, wall time, plus ``meta``
+    """Keeps ``path`` up to date: status (running, completed, failed, interrupted by
+    SIGTERM), final and best validation top-1/top-5 error, train error, epochs, steps,
+    processes, wall time, plus ``meta``
     (ablation names, seed, init, parameter count, git commit)."""
 
     def __init__(self, path: str | Path, meta: dict):
@@ -68,7 +70,10 @@ class ResultsWriter(Callback):
         self._write(trainer, "completed")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._write(trainer, "failed", error=f"{type(exception).__name__}: {exception}")
+        if isinstance(exception, SIGTERMException):  # checkpointed by faults.LastCheckpoint
+            self._write(trainer, "interrupted")
+        else:
+            self._write(trainer, "failed", error=f"{type(exception).__name__}: {exception}")
 
     def _write(self, trainer: L.Trainer, status: str, **extra) -> None:
         if not trainer.is_global_zero:
@@ -78,5 +83,5 @@ class ResultsWriter(Callback):
             self.meta, **self.best, **extra, status=status,
             val_top1_err=_metric(m, "val/top1_err"), val_top5_err=_metric(m, "val/top5_err"),
             train_top1_err=_metric(m, "train/top1_err"), train_top5_err=_metric(m, "train/top5_err"),
-            epochs=trainer.current_epoch, steps=trainer.global_step,
+            epochs=trainer.current_epoch, steps=trainer.global_step, processes=trainer.world_size,
             wall_time_s=round(self.elapsed_before + time.time() - self.start, 3)))

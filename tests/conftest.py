@@ -1,5 +1,8 @@
 """Shared fixtures: real Hydra composition of conf/, real generated JPEGs, ../shared data."""
+import json
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -40,8 +43,8 @@ def compose_config(overrides: list[str], output_dir: Path | None = None, cache: 
 
 @pytest.fixture
 def compose_cfg(tmp_path, cache_dir):
-    def _compose(*overrides: str):
-        return compose_config(list(overrides), output_dir=tmp_path / "run", cache=cache_dir)
+    def _compose(*overrides: str, run: str = "run"):
+        return compose_config(list(overrides), output_dir=tmp_path / run, cache=cache_dir)
     return _compose
 
 
@@ -58,6 +61,70 @@ def extracted(archive: str, cache: Path) -> Path:
     return cache
 
 
+def train_command(run_dir: Path, cache: Path, *overrides: str) -> list[str]:
+    """``python -m alexnet_lit.train experiment=tiny ...`` writing into ``run_dir``, as a user
+    starts a run (run it with cwd=REPO)."""
+    return [sys.executable, "-m", "alexnet_lit.train", "experiment=tiny", f"paths.cache_dir={cache}",
+            f"hydra.run.dir={run_dir}", *overrides]
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     return Path(os.environ.get("ALEXNET_LIT_TEST_DATA") or tmp_path_factory.mktemp("shared"))
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch) -> Path:
+    """Real W&B in offline mode: no API key, its settings and caches under tmp_path."""
+    for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "WANDB_ENTITY",
+                "WANDB_PROJECT", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE", "WANDB_TAGS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    home = tmp_path / "wandb-home"
+    for var in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        (home / var).mkdir(parents=True)
+        monkeypatch.setenv(var, str(home / var))
+    monkeypatch.setenv("NETRC", str(home / "netrc"))  # absent: no stored key
+    return home
+
+
+def wandb_run(run_folder: Path) -> dict:
+    """What W&B wrote for the one offline run of a training run folder, read back with
+    wandb's own reader (``wandb leet inspect``): its summary view (config, summary, state,
+    exit_code, tags) plus ``group``, ``job_type`` and the ``history`` rows of its records."""
+    (offline,) = (Path(run_folder) / "wandb").glob("offline-run-*")
+    inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--json"]
+    run = json.loads(subprocess.run([*inspect, "--summary", str(offline)], capture_output=True,
+                                    text=True, check=True).stdout)
+    records = [json.loads(line) for line in subprocess.run(
+        [*inspect, str(offline)], capture_output=True, text=True, check=True).stdout.splitlines()]
+    (start,) = [r["run"] for r in records if r["type"] == "run"]
+    run.update(group=start.get("run_group"), job_type=start.get("job_type"), folder=offline,
+               history=[r["history"]["item"] for r in records if r["type"] == "history"])
+    return run
+
+
+def write_image(path: Path, kind: str = "rgb", size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
+    """One generated image file of the kinds real ILSVRC-2012 holds: ``rgb``, ``gray`` and
+    ``cmyk`` JPEGs, ``png`` (PNG bytes under the given name, e.g. .JPEG), ``truncated`` (a
+    JPEG cut short) and ``garbage`` (not an image)."""
+    from PIL import Image
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    coarse = rng.integers(0, 256, (max(2, h // 8), max(2, w // 8), 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((w, h), Image.BICUBIC)  # smooth, like a photo
+    if kind == "garbage":
+        path.write_bytes(rng.bytes(2000))
+    elif kind == "png":
+        image.save(path, format="PNG")
+    elif kind == "truncated":
+        image.save(path, format="JPEG", quality=90)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        mode = {"rgb": "RGB", "gray": "L", "cmyk": "CMYK"}[kind]
+        image.convert(mode).save(path, format="JPEG", quality=90)
+    return path

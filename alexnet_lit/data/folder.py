@@ -1,72 +1,115 @@
-"""An ImageFolder data set (``root/train/<class>/*``, ``root/val/<class>/*``) fed the
-paper's way (Section 4.1, PAPER.md "Data"): each image brought to image_size x image_size
-(shorter side, then the central square), then random crop_size crops and horizontal
-flips for training, the centre crop for validation. Workers only decode and crop and
-hand over uint8 tensors; centring and PCA colour noise run on the batch after it reaches
-the device (``on_after_batch_transfer``).
+"""A data set of class folders fed the paper's way (Section 4.1, PAPER.md "Data").
+
+``root`` is either a folder of image files (``train/<class>/*`` and ``val/<class>/*``, or
+ILSVRC-2012's flat val folder, see alexnet_lit.data.imagenet), which the workers decode and
+bring to image_size x image_size (shorter side, then the central square), or a folder written
+by ``python -m alexnet_lit.prepare``, whose images are already at that size. Either way the
+workers hand over uint8 (S, S, 3) images; crops, mirrors, PCA colour noise and centring run on
+the whole batch on the device (``on_after_batch_transfer``, alexnet_lit.data.views).
+
+A prepared folder carries its own mean image and colour PCA; image files use the published
+ImageNet constants.
 """
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
-from torchvision import datasets, transforms as T
 
-from alexnet_lit.data.colour import PCAColourNoise, centre
+from alexnet_lit.data.colour import PixelStats
+from alexnet_lit.data.decode import ImageFiles, check_policy
+from alexnet_lit.data.imagenet import split_samples
+from alexnet_lit.data.prepared import STATS, PreparedImages, is_prepared, read_meta
+from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
+from alexnet_lit.data.views import VIEWS, PaperViews
+
 
 class FolderDataModule(L.LightningDataModule):
+    """``data=folder`` and ``data=imagenet`` (``synsets=True``: class folders are WordNet ids;
+    ``val_labels``: the ground truth of a flat val folder, found in ``root`` if not given).
+    ``on_error``: ``error`` stops at an undecodable file, naming it; ``skip`` leaves it out and
+    lists it in ``skipped_images.txt`` in the run folder."""
+
     def __init__(self, root: str, num_classes: int, batch_size: int = 128, num_workers: int = 4,
                  image_size: int = 256, crop_size: int = 227, augment: bool = True,
-                 pca_noise: bool = True, normalize: str = "paper", val_views: tuple = ("center",)):
+                 pca_noise: bool = True, normalize: str = "paper", val_views: tuple = ("center",),
+                 val_split: str = "val", synsets: bool = False, val_labels: str | None = None,
+                 on_error: str = "error"):
         super().__init__()
         self.save_hyperparameters(logger=False)  # train.py logs the whole resolved config
+        if crop_size > image_size:
+            raise ValueError(f"data.crop_size={crop_size} is larger than data.image_size={image_size}")
+        unknown = [v for v in val_views if v not in VIEWS]
+        if unknown or not val_views:
+            raise ValueError(f"data.val_views={list(val_views)}: expected views from {list(VIEWS)}")
+        check_policy(on_error)
         self.root = Path(root).expanduser()
-        self.colour_noise = PCAColourNoise() if pca_noise and augment else None
-
-    def _dataset(self, split: str, view: str):
-        folder = self.root / split
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"data.root={str(self.root)!r}: expected a folder {split}/ with one sub-folder of "
-                f"images per class, but {folder} does not exist")
-        h = self.hparams
-        steps = [T.Resize(h.image_size), T.CenterCrop(h.image_size)]
-        if view == "train" and h.augment:
-            steps += [T.RandomCrop(h.crop_size), T.RandomHorizontalFlip(), T.PILToTensor()]
-        elif view == "tencrop":
-            steps += [T.TenCrop(h.crop_size), lambda crops: torch.stack([T.functional.pil_to_tensor(c) for c in crops])]
-        elif view in ("train", "center"):
-            steps += [T.CenterCrop(h.crop_size), T.PILToTensor()]
-        else:
-            raise ValueError(f"data.val_views: unknown view {view!r}; expected 'center' or 'tencrop'")
-        data = datasets.ImageFolder(str(folder), T.Compose(steps))
-        if len(data.classes) != h.num_classes:
-            raise ValueError(f"data.num_classes={h.num_classes} but {folder} holds "
-                             f"{len(data.classes)} class folders")
-        return data
+        self.skip_log: Path | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        if stage in ("fit", None):
-            self.train_set = self._dataset("train", "train")
-        self.val_sets = [self._dataset("val", view) for view in self.hparams.val_views]
-
-    def _loader(self, data, shuffle: bool) -> DataLoader:
         h = self.hparams
-        return DataLoader(data, batch_size=h.batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=h.num_workers, pin_memory=torch.cuda.is_available(),
-                          persistent_workers=h.num_workers > 0)
+        if is_prepared(self.root):
+            meta = read_meta(self.root)
+            if meta["image_size"] != h.image_size:
+                raise ValueError(f"data.image_size={h.image_size} but {self.root} was prepared at "
+                                 f"{meta['image_size']}x{meta['image_size']}")
+            self.classes, stats = meta["classes"], PixelStats.load(self.root / STATS)
+            self.train_set, self.val_set = PreparedImages(self.root, "train"), PreparedImages(self.root, "val")
+        else:
+            self.classes, train = split_samples(self.root, "train", h.synsets)
+            _, val = split_samples(self.root, h.val_split, h.synsets, self.classes, h.val_labels)
+            if h.on_error == "skip":  # the report, in the run folder
+                run_dir = self.trainer.default_root_dir if self.trainer is not None else "."
+                self.skip_log = Path(run_dir) / "skipped_images.txt"
+            self.train_set, self.val_set = (ImageFiles(s, h.image_size, h.on_error, self.skip_log)
+                                            for s in (train, val))
+            stats = PixelStats.published(h.image_size)
+        if len(self.classes) != h.num_classes:
+            raise ValueError(f"data.num_classes={h.num_classes} but {self.root} holds "
+                             f"{len(self.classes)} classes")
+        self.stats = stats
+        self.views = PaperViews(stats, h.crop_size, h.normalize, pca_noise=h.pca_noise and h.augment)
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        """Every loader is built here. ``batch_size`` is the global batch, shared by the
+        processes; the samplers (alexnet_lit.data.sampling) shard the data themselves: for
+        training a checkpointed, resumable order drawn from the run's seed (Lightning's
+        PL_GLOBAL_SEED), for evaluation every image exactly once."""
+        h = self.hparams
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        settings = dict(batch_size=local_batch_size(h.batch_size, world), num_workers=h.num_workers,
+                        pin_memory=torch.cuda.is_available(), persistent_workers=h.num_workers > 0,
+                        generator=torch.Generator())  # worker seeds: not from the step's RNG
+        if shuffle:
+            sampler = TrainSampler(len(dataset), h.batch_size, rank, world,
+                                   seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
+            return TrainLoader(dataset, sampler=sampler, **settings)
+        return DataLoader(dataset, sampler=EvalSampler(len(dataset), rank, world), **settings)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(data, shuffle=False) for data in self.val_sets]
+        return [self._loader(self.val_set, shuffle=False) for _ in self.hparams.val_views]
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        keep = labels >= 0  # -1: a file skipped under on_error=skip
+        return (images, labels) if keep.all() else (images[keep], labels[keep])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """uint8 (B, S, S, 3) -> float (B, 3, c, c), or (B, 10, 3, c, c) for ten-crop."""
         images, labels = batch
-        images = images.float()
-        if images.dim() == 5:  # (B, V, C, H, W) views
-            return centre(images.flatten(0, 1), self.hparams.normalize).view_as(images), labels
-        if self.trainer is not None and self.trainer.training and self.colour_noise is not None:
-            images = self.colour_noise(images)
-        return centre(images, self.hparams.normalize), labels
+        if self.trainer is not None and self.trainer.training:
+            view = "random" if self.hparams.augment else "center"
+        else:
+            view = self.hparams.val_views[dataloader_idx]
+        return self.views(images, view), labels
+
+    def teardown(self, stage: str) -> None:
+        if self.skip_log is not None and self.skip_log.is_file():
+            skipped = sorted(set(self.skip_log.read_text().splitlines()))
+            rank_zero_warn(f"data.on_error=skip: {len(skipped)} unreadable images were left out, "
+                           f"listed in {self.skip_log}:\n" + "\n".join(skipped))

@@ -1,0 +1,182 @@
+"""Where the images of a split are and which class each belongs to.
+
+Two layouts: the ImageFolder one, ``root/<split>/<class>/*``, and ILSVRC-2012's official
+validation folder, ``root/val/ILSVRC2012_val_*.JPEG``, whose labels come from one of three
+ground-truth forms: the devkit (ILSVRC2012_validation_ground_truth.txt, whose class ids
+meta.mat maps to WordNet ids), Caffe's ``val.txt`` (``filename index`` with indices in
+sorted-wnid order) or Kaggle's ``LOC_val_solution.csv`` (``ImageId,PredictionString`` whose
+first word is the wnid). Class indices follow the sorted class names (sorted wnids for
+ImageNet, the torchvision convention); every ground truth is checked against them.
+"""
+import csv
+import io
+import os
+import re
+import tarfile
+from pathlib import Path
+
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+Samples = list[tuple[str, int]]
+WNID = re.compile(r"n\d{8}")
+FLAT_VAL = re.compile(r"(ILSVRC2012_val_\d{8})\.(jpe?g|png)", re.IGNORECASE)
+DEVKIT_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
+GROUND_TRUTH = ("LOC_val_solution.csv", "val.txt", "ILSVRC2012_devkit_t12",
+                "ILSVRC2012_devkit_t12.tar.gz", DEVKIT_TRUTH)
+GROUND_TRUTH_FORMS = ("a devkit (ILSVRC2012_devkit_t12 folder or .tar.gz, or its "
+                      f"{DEVKIT_TRUTH} beside meta.mat), Caffe's val.txt or LOC_val_solution.csv")
+
+
+def class_names(folder: Path, synsets: bool = False) -> list[str]:
+    """The sorted sub-folder names of ``folder``; with ``synsets``, each must be a WordNet id."""
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    if synsets:
+        bad = [c for c in classes if not WNID.fullmatch(c)]
+        if bad:
+            raise ValueError(f"{folder}: expected one folder per ImageNet synset named by its "
+                             f"WordNet id (like n01440764), found {bad[:3]}")
+    return classes
+
+
+def folder_samples(folder: Path, classes: list[str]) -> Samples:
+    samples = []
+    for index, name in enumerate(classes):
+        files = sorted(e.name for e in os.scandir(folder / name)
+                       if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
+        if not files:
+            raise FileNotFoundError(f"{folder / name}: a class folder without image files "
+                                    f"(expected names ending in {', '.join(IMG_EXTENSIONS)})")
+        samples += [(str(folder / name / f), index) for f in files]
+    return samples
+
+
+def _devkit_files(path: Path) -> tuple[bytes, str]:
+    """(meta.mat, the ground-truth text) of a devkit folder, archive or ground-truth file."""
+    try:
+        if path.is_file() and path.name != DEVKIT_TRUTH:  # the devkit archive
+            with tarfile.open(path) as tar:
+                members = {m.name.rsplit("/", 1)[-1]: m for m in tar.getmembers() if m.isfile()}
+                return (tar.extractfile(members["meta.mat"]).read(),
+                        tar.extractfile(members[DEVKIT_TRUTH]).read().decode())
+        data = path.parent if path.is_file() else next(
+            (d for d in (path / "data", path) if (d / DEVKIT_TRUTH).is_file()), path / "data")
+        return (data / "meta.mat").read_bytes(), (data / DEVKIT_TRUTH).read_text()
+    except (KeyError, FileNotFoundError, tarfile.TarError) as err:
+        raise FileNotFoundError(f"{path}: expected the ILSVRC-2012 devkit, holding data/meta.mat and "
+                                f"data/{DEVKIT_TRUTH} ({err})") from err
+
+
+def _devkit_wnids(path: Path) -> dict[str, str]:
+    from scipy.io import loadmat  # only the devkit form needs it
+
+    meta, truth = _devkit_files(path)
+    synsets = loadmat(io.BytesIO(meta), squeeze_me=True)["synsets"]
+    leaves = {int(i): str(w) for i, w, n in zip(synsets["ILSVRC2012_ID"], synsets["WNID"],
+                                                 synsets["num_children"]) if n == 0}
+    wnids = {}
+    for number, line in enumerate(truth.split(), start=1):
+        if int(line) not in leaves:
+            raise ValueError(f"{path}: line {number} of {DEVKIT_TRUTH} holds class id {line}, "
+                             f"which is no leaf synset of meta.mat")
+        wnids[f"ILSVRC2012_val_{number:08d}"] = leaves[int(line)]
+    return wnids
+
+
+def _loc_wnids(path: Path) -> dict[str, str]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0] != ["ImageId", "PredictionString"]:
+        raise ValueError(f"{path}: expected LOC_val_solution.csv's header ImageId,PredictionString")
+    return {row[0]: row[1].split()[0] for row in rows[1:] if row}
+
+
+def _caffe_indices(path: Path, classes: list[str]) -> dict[str, int]:
+    indices = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].isdigit() or int(fields[1]) >= len(classes):
+            raise ValueError(f"{path}, line {number} ({line!r}): expected 'filename index' with "
+                             f"an index in 0..{len(classes) - 1} (sorted-wnid order, as Caffe's)")
+        indices[Path(fields[0]).name.rsplit(".", 1)[0]] = int(fields[1])
+    return indices
+
+
+def read_ground_truth(path: Path, classes: list[str]) -> dict[str, int]:
+    """Class index of each val image (by file name without extension) in any of the forms."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such ground-truth file; expected {GROUND_TRUTH_FORMS}")
+    if path.suffix == ".csv":
+        wnids = _loc_wnids(path)
+    elif path.is_dir() or path.name == DEVKIT_TRUTH or path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        wnids = _devkit_wnids(path)
+    else:
+        return _caffe_indices(path, classes)
+    index = {wnid: i for i, wnid in enumerate(classes)}
+    unknown = sorted(set(wnids.values()) - set(index))
+    if unknown:
+        raise ValueError(f"{path} labels images with {len(unknown)} wnids that have no training "
+                         f"class folder, such as {unknown[:3]}")
+    return {name: index[wnid] for name, wnid in wnids.items()}
+
+
+def flat_val_samples(folder: Path, classes: list[str], truth: Path) -> Samples:
+    """The official flat val folder, each file labelled from ``truth``; checked both ways."""
+    labels = read_ground_truth(truth, classes)
+    files = sorted(e.name for e in os.scandir(folder) if FLAT_VAL.fullmatch(e.name))
+    stems = [FLAT_VAL.fullmatch(f).group(1) for f in files]
+    unlabelled = [f for f, s in zip(files, stems) if s not in labels]
+    missing = sorted(set(labels) - set(stems))
+    if unlabelled or missing:
+        raise ValueError(f"{truth} does not match {folder}: {len(unlabelled)} images without a "
+                         f"label (such as {unlabelled[:2]}), {len(missing)} labels without an "
+                         f"image (such as {missing[:2]})")
+    return [(str(folder / f), labels[s]) for f, s in zip(files, stems)]
+
+
+def find_ground_truth(root: Path, folder: Path) -> Path:
+    for place in (root, folder):
+        for name in GROUND_TRUTH:
+            if (place / name).exists():
+                return place / name
+    raise FileNotFoundError(
+        f"{folder} holds the flat ILSVRC2012_val_*.JPEG layout but no ground truth was given "
+        f"(data.val_labels, or --val-labels) or found in {root}: expected {GROUND_TRUTH_FORMS}")
+
+
+def split_samples(root: Path, split: str, synsets: bool = False, classes: list[str] | None = None,
+                  val_labels: str | None = None) -> tuple[list[str], Samples]:
+    """(classes, samples) of ``root/split``. The training split defines the classes; pass
+    them for the others, whose class folders must match, or which may be the flat layout."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} does not exist: expected a data set folder holding train/ "
+                                f"and a validation folder of class folders, or one written by "
+                                f"python -m alexnet_lit.prepare")
+    folder = root / split
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder} does not exist: expected {root} to hold train/ and {split}/, each with one "
+            f"folder of images per class" + (" (WordNet ids)" if synsets else "")
+            + (", or the flat ILSVRC2012_val_*.JPEG files plus a ground truth" if classes else ""))
+    found = class_names(folder, synsets)
+    if classes is None or found:
+        if classes is not None and found != classes:
+            raise ValueError(f"{folder}: class folders differ from the training split's: missing "
+                             f"{sorted(set(classes) - set(found))[:3]}, extra "
+                             f"{sorted(set(found) - set(classes))[:3]}")
+        if not found:
+            raise FileNotFoundError(f"{folder}: expected one folder of images per class, found none")
+        return found, folder_samples(folder, found)
+    if not any(FLAT_VAL.fullmatch(e.name) for e in os.scandir(folder)):
+        raise FileNotFoundError(f"{folder} holds neither class folders nor ILSVRC2012_val_*.JPEG files")
+    truth = Path(val_labels).expanduser() if val_labels else find_ground_truth(root, folder)
+    samples = flat_val_samples(folder, classes, truth)
+    covered = {label for _, label in samples}
+    if len(covered) != len(classes):
+        absent = [c for i, c in enumerate(classes) if i not in covered]
+        raise ValueError(f"{truth} labels {folder}'s images with {len(covered)} of the "
+                         f"{len(classes)} classes; none with {absent[:3]}: is the mapping right?")
+    return classes, samples

@@ -1,0 +1,54 @@
+"""Prepare a data set once, the paper's way (PAPER.md "Data"): every image's shorter side to
+256, the central 256x256 patch kept, written as raw uint8 arrays with the training set's mean
+image and RGB colour PCA beside them (alexnet_lit.data.prepared). Parallel over CPU cores,
+resumable: run the same command again after an interruption.
+
+    python -m alexnet_lit.prepare /data/ILSVRC2012 /fast/imagenet256 --layout imagenet
+    python -m alexnet_lit.train data=imagenet data.root=/fast/imagenet256
+"""
+import argparse
+import sys
+import time
+
+from alexnet_lit.data.decode import ON_ERROR, DecodeError
+from alexnet_lit.data.imagenet import GROUND_TRUTH_FORMS
+from alexnet_lit.data.prepared import LAYOUTS, SKIPPED, prepare
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="folder holding train/<class>/* and the validation split")
+    parser.add_argument("out", help="output folder (resumed if it holds an unfinished run)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="folder",
+                        help="imagenet: class folders must be WordNet ids (default: folder)")
+    parser.add_argument("--image-size", type=int, default=256, help="S of the S x S images (256)")
+    parser.add_argument("--val-split", default="val", help="validation folder name (val; CIFAR: test)")
+    parser.add_argument("--val-labels", help=f"ground truth of a flat val folder: {GROUND_TRUTH_FORMS}")
+    parser.add_argument("--workers", type=int, help="processes (default: one per CPU core)")
+    parser.add_argument("--on-error", choices=ON_ERROR, default="error",
+                        help="an undecodable file stops the run (error) or is left out and listed (skip)")
+    parser.add_argument("--chunk-size", type=int, default=1000, help="images per unit of work")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    began = time.perf_counter()
+    try:
+        meta = prepare(args.source, args.out, layout=args.layout, image_size=args.image_size,
+                       workers=args.workers, on_error=args.on_error, val_split=args.val_split,
+                       val_labels=args.val_labels, chunk_size=args.chunk_size)
+    except (DecodeError, FileNotFoundError, ValueError) as err:
+        sys.exit(f"prepare: {err}")
+    counts = ", ".join(f"{name} {s['images']} images ({s['skipped']} skipped)"
+                       for name, s in meta["splits"].items())
+    print(f"{args.out}: {len(meta['classes'])} classes, {counts} at "
+          f"{meta['image_size']}x{meta['image_size']} in {time.perf_counter() - began:.0f} s")
+    if any(s["skipped"] for s in meta["splits"].values()):
+        print(f"skipped files are listed in {args.out}/{SKIPPED}")
+    return meta
+
+
+if __name__ == "__main__":
+    main()

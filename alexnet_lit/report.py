@@ -1,0 +1,294 @@
+"""The ablation table beside the paper's.
+
+    python -m alexnet_lit.report SWEEP_DIR                      # the jobs' results.json, no network
+    python -m alexnet_lit.report --wandb ENTITY/PROJECT --group G   # the same from the W&B API
+
+writes ``report.md`` and ``report.png`` (into SWEEP_DIR, or ``--out``): per ablation, our final
+validation top-1 and top-5 error (mean ± sd over seeds, n completed runs), the change against
+``none``, the paper's change beside it (``ablations/paper_table.csv``, the one place its
+numbers live) and whether the signs agree. Runs still going or failed are counted as such.
+"""
+import argparse
+import csv
+import json
+import math
+import shlex
+import statistics
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PAPER_TABLE = Path(__file__).resolve().parent.parent / "ablations" / "paper_table.csv"
+METRICS = {"val_top1": "val top-1", "val_top5": "val top-5", "train_top1": "train top-1"}
+WANDB_STATUS = {"finished": "completed", "running": "running", "failed": "failed",
+                "crashed": "failed", "killed": "failed", "preempted": "interrupted"}
+
+
+@dataclass
+class Run:
+    """One training job as reports see it: errors are fractions (0.407), None if unknown."""
+    ablation: str  # the ablation names joined by '+'
+    seed: int | None
+    status: str  # running | completed | failed | interrupted
+    val_top1: float | None
+    val_top5: float | None
+    train_top1: float | None
+    source: str  # the job folder or W&B run
+    wall_time_s: float | None = None
+
+
+def run_from_results(path: Path) -> Run:
+    """A job folder's ``results.json`` (alexnet_lit/results.py)."""
+    try:
+        r = json.loads(path.read_text())
+        return Run("+".join(r["ablation"]), r["seed"], r["status"], r["val_top1_err"], r["val_top5_err"],
+                   r["train_top1_err"], str(path.parent), r["wall_time_s"])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    except KeyError as error:
+        raise ValueError(f"{path}: no key {error}; written by an older alexnet_lit?") from None
+
+
+def run_from_wandb(config: dict, summary: dict, state: str, source: str) -> Run:
+    """A W&B run: ``config`` and ``summary`` as the API returns them, ``state`` its run state."""
+    return Run("+".join(config["ablation"]), config.get("seed"), WANDB_STATUS.get(state, state),
+               summary.get("val/top1_err"), summary.get("val/top5_err"), summary.get("train/top1_err"),
+               source, summary.get("_runtime"))
+
+
+def sweep_runs(sweep_dir: Path) -> tuple[list[Run], list[Path]]:
+    """The runs of every job folder below ``sweep_dir``, and the job folders (those with a
+    ``.hydra/``) that have no results.json: they failed or stopped before training."""
+    results = sorted(sweep_dir.rglob("results.json"))
+    jobs = {p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")}
+    missing = sorted(jobs - {p.parent for p in results})
+    return [run_from_results(p) for p in results], missing
+
+
+def wandb_runs(path: str, group: str) -> list[Run]:
+    import wandb
+
+    api = wandb.Api(timeout=30)
+    return [run_from_wandb(dict(r.config), dict(r.summary), r.state, r.url)
+            for r in api.runs(path, filters={"group": group})]
+
+
+def sweep_command(sweep_dir: Path) -> str | None:
+    """The command line that started the sweep, from Hydra's multirun.yaml."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return None
+    overrides = yaml.safe_load(path.read_text())["hydra"]["overrides"]["task"]
+    return "python -m alexnet_lit.train -m " + " ".join(shlex.quote(o) for o in overrides)
+
+
+def paper_table(path: Path = PAPER_TABLE) -> dict[str, dict]:
+    """The paper's rows by ablation name. ``paper_top1``/``paper_top5``: the change in
+    validation error (percentage points) without the component, for ``none`` the errors
+    themselves; ``sign``: the direction the paper reports where it gives no number;
+    ``metric``: our column the sign is checked on."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the paper's table is missing (pass --paper CSV)")
+    rows = {}
+    for row in csv.DictReader(path.open(encoding="utf-8")):
+        for key in ("paper_top1", "paper_top5"):
+            row[key] = float(row[key]) if row[key] else None
+        if row["metric"] not in METRICS:
+            raise ValueError(f"{path}: row {row['ablation']!r} has metric {row['metric']!r}; "
+                             f"expected one of {list(METRICS)}")
+        rows[row["ablation"]] = row
+    return rows
+
+
+@dataclass
+class Stat:
+    """Mean and sample standard deviation, in percent, over n completed runs."""
+    mean: float
+    sd: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float | None]) -> "Stat | None":
+        values = [100 * v for v in values if v is not None and not math.isnan(v)]
+        if not values:
+            return None
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None,
+                   len(values))
+
+    def minus(self, other: "Stat") -> tuple[float, float | None]:
+        """The difference of means and its standard error (None without two runs each)."""
+        se = (math.sqrt(self.sd ** 2 / self.n + other.sd ** 2 / other.n)
+              if self.sd is not None and other.sd is not None else None)
+        return self.mean - other.mean, se
+
+
+def summarise(runs: list[Run], paper: dict[str, dict]) -> list[dict]:
+    """One row per ablation that has runs: the paper's order first, then any others
+    (combinations)."""
+    present = {r.ablation for r in runs}
+    names = [n for n in paper if n in present] + sorted(present - set(paper))
+    stats = {}
+    for name in names:
+        done = [r for r in runs if r.ablation == name and r.status == "completed"]
+        stats[name] = {m: Stat.of([getattr(r, m) for r in done]) for m in METRICS}
+    rows = []
+    for name in names:
+        mine = [r for r in runs if r.ablation == name]
+        row = dict(ablation=name, paper=paper.get(name), stats=stats[name],
+                   counts=Counter(r.status for r in mine))
+        base = stats.get("none", {}) if name != "none" else {}
+        row["delta"] = {m: stats[name][m].minus(base[m]) if stats[name][m] and base.get(m) else None
+                        for m in METRICS}
+        rows.append(row)
+    return rows
+
+
+def expected_sign(paper_row: dict) -> int | None:
+    if paper_row is None or paper_row["ablation"] == "none":
+        return None
+    if paper_row["paper_top1"] is not None:
+        return 1 if paper_row["paper_top1"] > 0 else -1
+    return {"+": 1, "-": -1}.get(paper_row["sign"])
+
+
+def agreement(row: dict) -> str:
+    """Whether our change has the paper's sign, on the paper row's metric; 'within noise'
+    when it is smaller than twice its standard error."""
+    sign = expected_sign(row["paper"])
+    if sign is None:
+        return ""
+    metric = row["paper"]["metric"]
+    delta = row["delta"][metric]
+    if delta is None:
+        return "no data"
+    value, se = delta
+    verdict = "yes" if value * sign > 0 else "no"
+    if se is not None and abs(value) < 2 * se:
+        verdict += ", within noise"
+    return f"{verdict} ({METRICS[metric]})"
+
+
+def fmt_stat(stat: Stat | None) -> str:
+    if stat is None:
+        return "—"
+    return f"{stat.mean:.1f}" + (f" ± {stat.sd:.1f}" if stat.sd is not None else "")
+
+
+def fmt_delta(delta: tuple[float, float | None] | None) -> str:
+    if delta is None:
+        return "—"
+    value, se = delta
+    return f"{value:+.1f}" + (f" ± {se:.1f}" if se is not None else "")
+
+
+def fmt_paper(row: dict, key: str) -> str:
+    paper = row["paper"]
+    if paper is None:
+        return ""
+    if paper[key] is None:
+        return paper["sign"] if key == "paper_top1" else ""
+    return f"{paper[key]:.1f}" if row["ablation"] == "none" else f"{paper[key]:+.1f}"
+
+
+def fmt_runs(counts: Counter) -> str:
+    """Completed runs, then the others by status: '2 (1 running, 1 failed)'."""
+    extra = [f"{n} {status}" for status, n in sorted(counts.items()) if status != "completed"]
+    return str(counts["completed"]) + (f" ({', '.join(extra)})" if extra else "")
+
+
+def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None,
+             missing: list[Path]) -> str:
+    lines = [
+        "# The ablation table beside the paper's", "",
+        f"Source: {source}  ", *([f"Sweep: `{command}`  "] if command else []),
+        f"Training time: {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min, summed over the runs  ",
+        f"Report: `python -m alexnet_lit.report {shlex.join(sys.argv[1:])}`", "",
+        "Final-epoch validation error in %, mean ± sd over the completed runs (seeds); Δ is the "
+        "change against `none` in percentage points, ± its standard error. The paper's Δ is "
+        "its change on ILSVRC-2012 without the component (its row for `none`: the errors), "
+        "`+` where it reports only the direction. *Agrees* compares the signs on the metric "
+        "in brackets; *within noise*: |Δ| < 2 standard errors.", "",
+        "| ablation | component switched off | runs | val top-1 % | Δ top-1 | paper | "
+        "val top-5 % | Δ top-5 | paper | train top-1 % | Δ train top-1 | agrees |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        s, d, paper = row["stats"], row["delta"], row["paper"]
+        component = f"{paper['component']} ({paper['section']})" if paper else "combination"
+        lines.append(" | ".join([
+            f"| `{row['ablation']}`", component, fmt_runs(row["counts"]),
+            fmt_stat(s["val_top1"]), fmt_delta(d["val_top1"]), fmt_paper(row, "paper_top1"),
+            fmt_stat(s["val_top5"]), fmt_delta(d["val_top5"]), fmt_paper(row, "paper_top5"),
+            fmt_stat(s["train_top1"]), fmt_delta(d["train_top1"]), agreement(row)]) + " |")
+    if missing:
+        lines += ["", "Job folders without results.json (failed or stopped before training began): "
+                  + ", ".join(f"`{p}`" for p in missing)]
+    lines += ["", "What the paper says:", ""]
+    lines += [f"- `{r['ablation']}`: {r['paper']['paper_says']}" for r in rows if r["paper"]]
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    """Our Δ top-1 and top-5 (with standard errors) against the paper's, per ablation."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r["ablation"] != "none"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
+    ys = range(len(rows))
+    for ax, metric, key in zip(axes, ("val_top1", "val_top5"), ("paper_top1", "paper_top5")):
+        ours = [r["delta"][metric] or (math.nan, None) for r in rows]
+        paper = [r["paper"][key] if r["paper"] and r["paper"][key] is not None else math.nan for r in rows]
+        ax.barh([y + 0.2 for y in ys], [v for v, _ in ours], height=0.4, label="ours",
+                xerr=[se or 0 for _, se in ours], color="tab:blue")
+        ax.barh([y - 0.2 for y in ys], paper, height=0.4, label="paper (ILSVRC-2012)", color="tab:orange")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(f"Δ {METRICS[metric]} error vs none (percentage points)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(list(ys), [r["ablation"] for r in rows])
+    axes[0].invert_yaxis()
+    axes[1].legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", nargs="?", type=Path, help="a multirun folder (its jobs' results.json)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
+    parser.add_argument("--group", help="the W&B group of the sweep (with --wandb)")
+    parser.add_argument("--out", type=Path, help="folder for report.md and report.png "
+                        "(default: SWEEP_DIR, or the working directory with --wandb)")
+    parser.add_argument("--paper", type=Path, default=PAPER_TABLE, help="the paper's table (CSV)")
+    args = parser.parse_args(argv)
+    if (args.sweep_dir is None) == (args.wandb is None) or (args.wandb and not args.group):
+        parser.error("give either SWEEP_DIR or --wandb ENTITY/PROJECT --group G")
+    if args.sweep_dir is not None and not args.sweep_dir.is_dir():
+        parser.error(f"SWEEP_DIR {args.sweep_dir} is not a folder")
+    try:
+        paper = paper_table(args.paper)
+        if args.sweep_dir is not None:
+            runs, missing = sweep_runs(args.sweep_dir)
+            source, command = f"`{args.sweep_dir}` ({len(runs)} runs)", sweep_command(args.sweep_dir)
+        else:
+            runs, missing = wandb_runs(args.wandb, args.group), []
+            source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs)", None
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"report: {error}")
+    if not runs and not missing:
+        sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}")
+    rows = summarise(runs, paper)
+    out = args.out or args.sweep_dir or Path.cwd()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(markdown(rows, runs, source, command, missing), encoding="utf-8")
+    chart(rows, out / "report.png")
+    print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""DDP through Lightning on CPU (gloo, two processes): the same validation errors and the same
+gradient as one process, the global batch and lr rules, and DDP jobs inside a Hydra multirun."""
+import csv
+import json
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from alexnet_lit.module import AlexNetModule
+from alexnet_lit.train import optim_settings, train
+from conftest import REPO, train_command
+
+DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+
+
+def run(command: list[str], cwd=REPO) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_validate_like_one(tmp_path, compose_cfg, cache_dir):
+    """25 validation images over 2 processes, 5 a batch: 13 and 12 images, 3 and 3 batches,
+    the last ones of 3 and 2. A padding sampler would count an image twice, changing the error."""
+    data = ("data.num_classes=5", "data.train_per_class=20", "data.val_per_class=5", "data.batch_size=10")
+    run_dir = tmp_path / "ddp"
+    run(train_command(run_dir, cache_dir, *DDP, *data, "trainer.max_epochs=1"))
+    ddp = json.loads((run_dir / "results.json").read_text())
+    assert ddp["processes"] == 2 and 0 < ddp["val_top1_err"] < 1
+
+    cfg = compose_cfg("experiment=tiny", *data)
+    module = AlexNetModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    (one,) = trainer.validate(module, datamodule=instantiate(cfg.data, _convert_="all"))
+    assert one["val/top1_err"] == ddp["val_top1_err"]
+    assert one["val/top5_err"] == ddp["val_top5_err"]
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        (ddp_loss,) = [float(row["val/loss"]) for row in csv.DictReader(f) if row["val/loss"]]
+    assert ddp_loss == pytest.approx(one["val/loss"], rel=1e-6)  # a mean over images, not batches
+
+
+def first_step_gradient(run_dir) -> dict[str, torch.Tensor]:
+    """The gradient of the one step a run took: with no momentum yet and no weight decay,
+    PaperSGD's velocity is -lr * gradient."""
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 1
+    names = [n for n in ckpt["state_dict"] if n.startswith("net.")]
+    lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
+    state = ckpt["optimizer_states"][0]["state"]
+    return {n: -state[i]["velocity"] / lr for i, n in enumerate(names)}
+
+
+@pytest.mark.slow
+def test_one_ddp_step_of_2x64_matches_one_step_of_1x128(tmp_path, cache_dir):
+    """Same global batch of 128 (the samplers give the same images whatever the process
+    count); no dropout and centre crops, so nothing random differs between the runs."""
+    same = ("data.batch_size=128", "data.augment=false", "model.dropout=0", "optim.weight_decay=0",
+            "+trainer.max_steps=1", "+trainer.num_sanity_val_steps=0")
+    run(train_command(tmp_path / "one", cache_dir, *same))
+    run(train_command(tmp_path / "two", cache_dir, *same, *DDP))
+    one, two = first_step_gradient(tmp_path / "one"), first_step_gradient(tmp_path / "two")
+    assert json.loads((tmp_path / "two" / "results.json").read_text())["processes"] == 2
+    for name, g in one.items():
+        assert g.abs().max() > 1e-4, name  # a real step
+        torch.testing.assert_close(two[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_global_batch_that_does_not_split_fails_before_any_process_starts(compose_cfg):
+    cfg = compose_cfg("experiment=tiny", *DDP[:2], "trainer.devices=3", "data.batch_size=32")
+    with pytest.raises(ValueError, match=r"data.batch_size=32 is the global batch .* 3 processes"):
+        train(cfg)
+
+
+def test_learning_rate_rule(compose_cfg):
+    """Unchanged by default whatever the batch; linear scaling from the paper's 128 on request."""
+    assert optim_settings(compose_cfg("experiment=tiny", "data.batch_size=256"))["lr"] == 0.02
+    linear = compose_cfg("experiment=tiny", "data.batch_size=256", "optim.lr_scaling=linear")
+    assert optim_settings(linear)["lr"] == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="optim.lr_scaling='sqrt'"):
+        optim_settings(compose_cfg("experiment=tiny", "optim.lr_scaling=sqrt"))
+
+
+@pytest.mark.slow
+def test_ddp_jobs_inside_a_multirun_write_into_their_own_folders(tmp_path, cache_dir):
+    sweep, cwd = tmp_path / "sweep", tmp_path / "cwd"
+    cwd.mkdir()
+    run([sys.executable, "-m", "alexnet_lit.train", "-m", "experiment=tiny", *DDP, "seed=0,1",
+         f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep}", "+trainer.max_steps=3",
+         "+trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0"], cwd=cwd)
+    assert not list(cwd.iterdir())  # no stray outputs/ folder from a process that lost its job
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+    weights = []
+    for job, seed in (("0", 0), ("1", 1)):
+        results = json.loads((sweep / job / "results.json").read_text())
+        assert results["status"] == "completed" and results["processes"] == 2
+        assert results["seed"] == seed and results["steps"] == 3
+        assert (sweep / job / ".hydra" / "overrides.yaml").read_text().count(f"seed={seed}") == 1
+        ckpt = torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)
+        weights.append(ckpt["state_dict"]["net.classifier.fc8.weight"])
+    assert not torch.equal(*weights)  # each job ran with its own overrides

@@ -1,0 +1,138 @@
+"""`python -m alexnet_lit.prepare`: exact resized images, the training set's mean image and
+colour PCA, resuming without redoing finished work, and the skip policy's report."""
+import json
+
+import numpy as np
+import pytest
+
+from alexnet_lit.data.colour import PixelStats
+from alexnet_lit.data.decode import DecodeError
+from alexnet_lit.data.prepared import PreparedImages, prepare
+from alexnet_lit.prepare import main
+from conftest import write_image
+from test_data_decode import reference
+
+KINDS = [("rgb", (37, 91)), ("gray", (60, 61)), ("cmyk", (50, 70)), ("png", (40, 33)),
+         ("rgb", (300, 17)), ("rgb", (64, 48))]
+SIZE = 24
+
+
+def odd_folder(root, per_class=len(KINDS)):
+    """Two classes of images of every kind and odd size; two val images per class."""
+    for c, name in enumerate(["b_class", "a_class"]):
+        for i, (kind, size) in enumerate(KINDS[:per_class]):
+            write_image(root / "train" / name / f"{i}.JPEG", kind, size, seed=10 * c + i)
+        for i in range(2):
+            write_image(root / "val" / name / f"v{i}.jpg", "rgb", (45 + i, 30), seed=50 + 10 * c + i)
+    return root
+
+
+def rows_and_references(out, source, split):
+    files = (out / split / "files.txt").read_text().splitlines()
+    images = np.load(out / split / "images.npy")
+    return images, np.stack([reference(source / f, SIZE) for f in files])
+
+
+def test_prepared_data_equals_resize_and_centre_crop_of_the_originals(tmp_path):
+    source, out = odd_folder(tmp_path / "src"), tmp_path / "out"
+    meta = main([str(source), str(out), "--image-size", str(SIZE), "--workers", "1",
+                 "--chunk-size", "4"])
+    assert meta["classes"] == ["a_class", "b_class"]  # sorted: indices follow names
+    assert meta["splits"] == {"train": {"images": 12, "skipped": 0}, "val": {"images": 4, "skipped": 0}}
+    for split in ("train", "val"):
+        images, expected = rows_and_references(out, source, split)
+        assert images.dtype == np.uint8 and images.shape == (len(expected), SIZE, SIZE, 3)
+        np.testing.assert_array_equal(images, expected)
+    files = (out / "train" / "files.txt").read_text().splitlines()
+    labels = np.load(out / "train" / "labels.npy")
+    assert [f.split("/")[1] for f in files] == ["a_class"] * 6 + ["b_class"] * 6
+    assert labels.tolist() == [0] * 6 + [1] * 6
+    data = PreparedImages(out, "train")
+    image, label = data[7]
+    assert label == 1 and np.array_equal(image.numpy(), images_row(out, 7))
+    assert not (out / "train" / "chunks").exists()  # markers are cleaned up once complete
+
+
+def images_row(out, row):
+    return np.load(out / "train" / "images.npy", mmap_mode="r")[row]
+
+
+def test_mean_image_and_eigen_decomposition_of_a_known_set(tmp_path):
+    # half the pixels black, half white: mean 127.5 everywhere, covariance 0.25 in every entry
+    # (0..1 scale), so one eigenvalue 0.75 along (1, 1, 1) / sqrt(3), the other two 0
+    source = tmp_path / "src"
+    from PIL import Image
+    for name, value in (("black", 0), ("white", 255)):
+        for split in ("train", "val"):
+            (source / split / name).mkdir(parents=True)
+            Image.new("RGB", (30, 20), (value,) * 3).save(source / split / name / "x.png")
+    prepare(source, tmp_path / "out", image_size=8, workers=1, progress=False)
+    stats = PixelStats.load(tmp_path / "out" / "stats.npz")
+    np.testing.assert_allclose(stats.mean_image, np.full((8, 8, 3), 127.5))
+    np.testing.assert_allclose(stats.eigval, [0.75, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(np.abs(stats.eigvec[:, 0]), np.full(3, 3 ** -0.5))
+    np.testing.assert_allclose(stats.std, np.full(3, 127.5))
+
+
+def test_stats_of_a_varied_set_match_numpy_and_do_not_depend_on_workers(tmp_path):
+    source = odd_folder(tmp_path / "src")
+    stats = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        prepare(source, out, image_size=SIZE, workers=workers, chunk_size=5, progress=False)
+        stats[workers] = PixelStats.load(out / "stats.npz")
+    _, train = rows_and_references(tmp_path / "out1", source, "train")
+    pixels = train.reshape(-1, 3) / 255.0
+    eigval, eigvec = np.linalg.eigh(np.cov(pixels, rowvar=False, bias=True))
+    for s in stats.values():
+        np.testing.assert_allclose(s.mean_image, train.mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(s.eigval, eigval[::-1], rtol=1e-9)
+        np.testing.assert_allclose(np.abs(s.eigvec), np.abs(eigvec[:, ::-1]), atol=1e-9)
+        np.testing.assert_allclose(s.std, 255 * pixels.std(axis=0), rtol=1e-6)  # float32
+    for split in ("train", "val"):
+        assert np.array_equal(np.load(tmp_path / "out1" / split / "images.npy"),
+                              np.load(tmp_path / "out2" / split / "images.npy"))
+
+
+def test_an_interrupted_run_resumes_without_redoing_finished_work(tmp_path):
+    source, out = odd_folder(tmp_path / "src"), tmp_path / "out"
+    bad = write_image(source / "train" / "b_class" / "3.JPEG", "truncated", (80, 60))
+    args = dict(image_size=SIZE, workers=1, chunk_size=4, progress=False)
+    with pytest.raises(DecodeError, match="b_class/3.JPEG") as failure:
+        prepare(source, out, **args)  # rows 0-3, 4-7 done; rows 8-11 (b_class/2..5) fail
+    assert "run the same command again to resume" in str(failure.value)
+    assert not (out / "prepared.json").exists()
+    assert sorted(p.name for p in (out / "train" / "chunks").iterdir()) == ["000000.npz", "000001.npz"]
+    finished = np.array(images_row(out, 0))
+    write_image(source / "train" / "a_class" / "0.JPEG", "rgb", (37, 91), seed=999)  # changed
+    write_image(bad, "rgb", (80, 60), seed=7)  # repaired
+    prepare(source, out, **args)
+    images, expected = rows_and_references(out, source, "train")
+    np.testing.assert_array_equal(images[0], finished)  # not redone: still the old picture
+    assert not np.array_equal(images[0], expected[0])
+    np.testing.assert_array_equal(images[1:], expected[1:])
+    with pytest.raises(ValueError, match="another image_size"):
+        prepare(source, out, **{**args, "image_size": 16})
+
+
+def test_skip_policy_leaves_bad_files_out_and_lists_them(tmp_path):
+    source, out = odd_folder(tmp_path / "src"), tmp_path / "out"
+    write_image(source / "train" / "a_class" / "zz_truncated.JPEG", "truncated", (80, 60))
+    write_image(source / "val" / "b_class" / "zz_garbage.JPEG", "garbage")
+    meta = prepare(source, out, image_size=SIZE, workers=2, chunk_size=3, on_error="skip", progress=False)
+    assert meta["splits"] == {"train": {"images": 12, "skipped": 1}, "val": {"images": 4, "skipped": 1}}
+    report = (out / "skipped.txt").read_text().splitlines()
+    assert len(report) == 2 and "zz_truncated.JPEG" in report[0] + report[1]
+    assert "zz_garbage.JPEG" in report[0] + report[1]
+    data = PreparedImages(out, "train")
+    assert len(data) == 12 and json.loads((out / "prepared.json").read_text())["image_size"] == SIZE
+    good = [reference(source / f, SIZE) for f in (out / "train" / "files.txt").read_text().split()
+            if "zz_truncated" not in f]
+    np.testing.assert_allclose(PixelStats.load(out / "stats.npz").mean_image,
+                               np.mean(good, axis=0), rtol=1e-6)  # the bad file not counted
+    assert np.load(out / "train" / "labels.npy")[6] == -1  # a_class/zz_truncated.JPEG's row
+
+
+def test_cli_reports_errors_naming_what_was_expected(tmp_path, capsys):
+    with pytest.raises(SystemExit, match=f"prepare: {tmp_path / 'missing'} does not exist"):
+        main([str(tmp_path / "missing"), str(tmp_path / "out")])

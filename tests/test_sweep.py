@@ -1,0 +1,131 @@
+"""Sweeps for real: the table as a Hydra multirun with W&B offline, the report built from
+its folder, a failing job among good ones, the submitit launchers and the table presets."""
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import create_config_search_path
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from PIL import Image
+
+from alexnet_lit import report
+from alexnet_lit.train import CONFIG_DIR
+from conftest import wandb_run
+
+pytestmark = pytest.mark.slow
+
+
+def multirun(cwd: Path, cache_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """``python -m alexnet_lit.train -m`` of one-epoch tiny jobs into ``cwd/sweep``."""
+    return subprocess.run(
+        [sys.executable, "-m", "alexnet_lit.train", "-m", "experiment=tiny", "trainer.max_epochs=1",
+         f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={cwd / 'sweep'}", *overrides],
+        cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def jobs_results(sweep: Path) -> dict[Path, dict]:
+    return {p.parent: json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))}
+
+
+def table_rows(markdown: str) -> dict[str, list[str]]:
+    """The report's table: ablation name -> its cells."""
+    rows = [line.strip().strip("|").split("|") for line in markdown.splitlines() if line.startswith("| `")]
+    return {cells[0].strip().strip("`"): [c.strip() for c in cells] for cells in rows}
+
+
+def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_results(
+        tmp_path, cache_dir, wandb_offline):
+    done = multirun(tmp_path, cache_dir, "+ablation=none,no_lrn", "seed=0,1", "logger=wandb")
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    results = jobs_results(sweep)
+    assert {(tuple(r["ablation"]), r["seed"]) for r in results.values()} == {
+        (("none",), 0), (("none",), 1), (("no_lrn",), 0), (("no_lrn",), 1)}
+    assert all(r["status"] == "completed" for r in results.values())
+
+    run_ids = set()
+    for job, r in results.items():
+        run = wandb_run(job)  # exactly one W&B run in each job folder
+        name = r["ablation"][0]
+        assert (run["group"], run["job_type"], run["tags"]) == ("sweep", name, [name])
+        assert (run["state"], run["config"]["seed"], run["config"]["params"]) == ("finished", r["seed"], r["params"])
+        for key in ("val/top1_err", "val/top5_err", "train/top1_err"):
+            assert run["summary"][key] == pytest.approx(r[key.replace("/", "_")])
+        # the W&B reporter reads what the local one reads
+        via_wandb = report.run_from_wandb(run["config"], run["summary"], run["state"], "w&b")
+        local = report.run_from_results(job / "results.json")
+        for field in ("ablation", "seed", "status", "val_top1", "val_top5", "train_top1"):
+            assert getattr(via_wandb, field) == pytest.approx(getattr(local, field))
+        run_ids.add(run["run_id"])
+    assert len(run_ids) == 4  # no job logged into another's run
+
+    report.main([str(sweep)])
+    rows = table_rows((sweep / "report.md").read_text())
+    assert list(rows) == ["none", "no_lrn"]
+    errors = {name: {m: [100 * r[f"{m}_err"] for r in results.values() if r["ablation"] == [name]]
+                     for m in ("val_top1", "val_top5")} for name in rows}
+    for name, cells in rows.items():
+        assert cells[2] == "2"
+        for metric, column in (("val_top1", 3), ("val_top5", 6)):
+            values = errors[name][metric]
+            assert cells[column] == f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+    top1 = errors["no_lrn"]["val_top1"], errors["none"]["val_top1"]
+    se = (statistics.variance(top1[0]) / 2 + statistics.variance(top1[1]) / 2) ** 0.5
+    assert rows["no_lrn"][4] == f"{statistics.fmean(top1[0]) - statistics.fmean(top1[1]):+.1f} ± {se:.1f}"
+    assert rows["no_lrn"][5] == "+1.4"  # the paper's, from ablations/paper_table.csv
+    assert Image.open(sweep / "report.png").size[0] > 0
+
+
+def test_a_failing_job_is_recorded_as_failed_and_the_others_complete(tmp_path, cache_dir, wandb_offline):
+    done = multirun(tmp_path, cache_dir, "model.num_classes=3,10", "logger=wandb")
+    assert done.returncode != 0  # Hydra reports the failure once every job has run
+    sweep = tmp_path / "sweep"
+    failed, completed = (jobs_results(sweep)[sweep / str(i)] for i in (0, 1))
+    assert failed["status"] == "failed" and "out of bounds" in failed["error"]
+    assert completed["status"] == "completed" and completed["val_top1_err"] is not None
+    assert (wandb_run(sweep / "0")["state"], wandb_run(sweep / "0")["exit_code"]) == ("failed", 1)
+    assert wandb_run(sweep / "1")["state"] == "finished"
+    report.main([str(sweep)])
+    assert table_rows((sweep / "report.md").read_text())["none"][2] == "1 (1 failed)"
+
+
+def test_the_submitit_local_launcher_runs_the_jobs(tmp_path, cache_dir):
+    done = multirun(tmp_path, cache_dir, "hydra/launcher=submitit_local", "seed=0,1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = jobs_results(tmp_path / "sweep")
+    assert sorted(r["seed"] for r in results.values()) == [0, 1]
+    assert all(r["status"] == "completed" for r in results.values())
+    submitted = [p for p in (tmp_path / "sweep" / ".submitit").iterdir() if list(p.glob("*_result.pkl"))]
+    assert len(submitted) == 2  # one submitit job each
+
+
+def test_the_slurm_launcher_asks_for_what_the_trainer_uses():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4",
+                                          "trainer.num_nodes=2"], return_hydra_config=True)
+    launcher = instantiate(cfg.hydra.launcher)
+    assert type(launcher).__name__ == "SlurmLauncher"
+    assert {k: launcher.params[k] for k in ("gpus_per_node", "tasks_per_node", "nodes")} == {
+        "gpus_per_node": 4, "tasks_per_node": 4, "nodes": 2}
+
+
+@pytest.mark.parametrize("preset, seeds", [("table", 3), ("table_cpu", 2)])
+def test_the_table_presets_sweep_every_ablation_file(preset, seeds):
+    """Hydra's own sweeper expands the preset's ``+ablation=glob(*)`` into the jobs."""
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(CONFIG_DIR))
+    cfg = loader.load_configuration("train", overrides=[f"experiment={preset}"], run_mode=RunMode.MULTIRUN)
+    params = [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()]
+    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create(config_loader=loader).parse_overrides(params), None)
+    files = {f"+ablation={p.stem}" for p in (Path(CONFIG_DIR) / "ablation").glob("*.yaml")}
+    assert len(files) == 12 and len(jobs) == 12 * seeds
+    assert {job[0] for job in jobs} == files

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a partial file beside its target, syncs it to disk and renames
-    it over the target: a crash while writing leaves the previous checkpoint whole.
+    """Writes a checkpoint (a local path) to a partial file beside it, syncs that to disk and
+    renames it over the target: a crash while writing leaves the previous checkpoint whole.
     (Lightning's own writer stages the file in the system temp folder and moves it, which is
     a plain copy into the target when that folder is on another file system.)"""
 
@@ -132,7 +132,8 @@ class LastCheckpoint(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         step = trainer.global_step
-        if step % self.every_n_steps == 0 and step != self.saved_step:  # not between accumulated batches
+        if (step % self.every_n_steps == 0 and step != self.saved_step  # not between accumulated batches
+                and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):  # the epoch's save follows
             self.save(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
@@ -142,10 +143,13 @@ class LastCheckpoint(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Lightning skips the plateau schedule's step at the end of the epoch a run resumes
         in (it assumes the checkpoint was saved after that step); ours never are: step here."""
-        if trainer.fit_loop.restarting:
-            for config in trainer.lr_scheduler_configs:
-                if config.reduce_on_plateau and config.interval == "epoch":
-                    config.scheduler.step(trainer.callback_metrics[config.monitor])
+        if not trainer.fit_loop.restarting:
+            return
+        for config in trainer.lr_scheduler_configs:
+            metric = trainer.callback_metrics.get(config.monitor)
+            if (config.reduce_on_plateau and config.interval == "epoch" and metric is not None
+                    and trainer.current_epoch % config.frequency == 0):  # as Lightning's own step
+                pl_module.lr_scheduler_step(config.scheduler, metric)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
@@ -180,7 +184,6 @@ class NonFiniteLossGuard(Callback):
             return
         save_before_batch(trainer, self.path)
         raise NonFiniteLossError(
-            f"non-finite training loss ({value} on rank {trainer.global_rank}) at step "
-            f"{trainer.global_step} (epoch {trainer.current_epoch}, batch "
-            f"{trainer.fit_loop.epoch_loop.batch_idx}); the state before this step is saved in "
-            f"{self.path}")
+            f"non-finite training loss at step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"batch {trainer.fit_loop.epoch_loop.batch_idx}; loss {value} on rank "
+            f"{trainer.global_rank}); the state before this step is saved in {self.path}")

@@ -46,7 +46,8 @@ def load_train_set(root: Path, images: int) -> tuple[torch.Tensor, torch.Tensor]
     minus their mean image, divided by their pixel standard deviation."""
     folder = datasets.ImageFolder(str(root / "train"))
     if len(folder.classes) != 10:
-        raise ValueError(f"{root / 'train'}: expected the 10 CIFAR-10 class folders, found {len(folder.classes)}")
+        raise ValueError(f"{root / 'train'}: expected the 10 CIFAR-10 class folders, "
+                         f"found {len(folder.classes)}")
     per_class = images // 10
     chosen = [[p for p, c in folder.samples if c == k][:per_class] for k in range(10)]
     if min(map(len, chosen)) < per_class:
@@ -93,17 +94,19 @@ def fit(activation: str, x: torch.Tensor, y: torch.Tensor, lrs: list[float], pil
         model = cifar_net(activation)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
         generator = torch.Generator().manual_seed(seed)
-        errors = [train_epoch(model, optimizer, x, y, batch_size, generator) for _ in range(pilot_epochs)]
+        errors = [train_epoch(model, optimizer, x, y, batch_size, generator)
+                  for _ in range(pilot_epochs)]
         trials.append(dict(lr=lr, errors=errors, state=(model, optimizer, generator)))
-        print(f"{activation} lr={lr}: training error {errors[-1]:.3f} after {pilot_epochs} epochs", flush=True)
+        print(f"{activation} lr={lr}: training error {errors[-1]:.3f} after {pilot_epochs} epochs",
+              flush=True)
     pilot = {str(t["lr"]): t["errors"][-1] for t in trials}
     best = min(trials, key=lambda t: t["errors"][-1])
     (model, optimizer, generator), errors = best["state"], best["errors"]
     while len(errors) < max_epochs and min(errors) > target:
         errors.append(train_epoch(model, optimizer, x, y, batch_size, generator))
-        print(f"{activation} lr={best['lr']} epoch {len(errors)}: training error {errors[-1]:.3f}", flush=True)
-    return dict(lr=best["lr"], pilot=pilot,
-                train_error=errors, epochs_to_target=epochs_to(errors, target),
+        print(f"{activation} lr={best['lr']} epoch {len(errors)}: training error {errors[-1]:.3f}",
+              flush=True)
+    return dict(lr=best["lr"], pilot=pilot, train_error=errors, epochs_to_target=epochs_to(errors, target),
                 wall_time_s=round(time.time() - start, 1))
 
 
@@ -137,13 +140,17 @@ def speedup_text(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.figure1", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="CIFAR-10 as an ImageFolder: DATA/train/<class>/*.jpg")
-    parser.add_argument("--out", type=Path, default=Path("figure1"), help="folder for figure1.png and figure1.json")
-    parser.add_argument("--train-images", type=int, default=50000, help="a class-balanced subset (CIFAR-10: 50000)")
+    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.figure1",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True,
+                        help="CIFAR-10 as an ImageFolder: DATA/train/<class>/*.jpg")
+    parser.add_argument("--out", type=Path, default=Path("figure1"),
+                        help="folder for figure1.png and figure1.json")
+    parser.add_argument("--train-images", type=int, default=50000,
+                        help="a class-balanced subset (CIFAR-10 has 50000)")
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.02, 0.04, 0.08])
     parser.add_argument("--pilot-epochs", type=int, default=2)
-    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--target", type=float, default=0.25)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -153,11 +160,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     start = time.time()
     x, y = load_train_set(args.data, args.train_images)
-    result = dict(command="python -m alexnet_lit.figure1 " + shlex.join(sys.argv[1:] if argv is None else argv),
-                  train_images=len(x), target=args.target, batch_size=args.batch_size, lrs=args.lrs,
-                  pilot_epochs=args.pilot_epochs, max_epochs=args.max_epochs, torch_threads=torch.get_num_threads(),
-                  activations={a: fit(a, x, y, args.lrs, args.pilot_epochs, args.max_epochs, args.target,
-                                      args.batch_size, args.seed) for a in ("relu", "tanh")})
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
+    result = dict(command=f"python -m alexnet_lit.figure1 {command}", train_images=len(x),
+                  target=args.target, batch_size=args.batch_size, lrs=args.lrs,
+                  pilot_epochs=args.pilot_epochs, max_epochs=args.max_epochs,
+                  torch_threads=torch.get_num_threads())
+    result["activations"] = {a: fit(a, x, y, args.lrs, args.pilot_epochs, args.max_epochs, args.target,
+                                    args.batch_size, args.seed) for a in ("relu", "tanh")}
     relu, tanh = (result["activations"][a]["epochs_to_target"] for a in ("relu", "tanh"))
     result["speedup"] = tanh / relu if relu and tanh else None
     if relu and tanh is None:  # tanh never got there: a lower bound

@@ -27,8 +27,8 @@ def _neighbours(channels: int, half: int):
 
 
 def _inverse_power(scale: torch.Tensor, beta: float) -> torch.Tensor:
-    """A new tensor ``scale ** -beta``. On a CPU, beta = 3/4 goes as ``((scale ** -1/2) ** 1/2) ** 3``:
-    three cheap passes in place of one slow ``pow`` (a GPU's ``pow`` is cheaper than a pass)."""
+    """A new tensor ``scale ** -beta``. On a CPU, beta = 3/4 is ``((scale ** -1/2) ** 1/2) ** 3``:
+    three cheap passes in place of one slow ``pow``; on a GPU ``pow`` costs less than a pass."""
     if beta == 0.75 and scale.device.type == "cpu":
         return torch.rsqrt(scale).sqrt_().pow_(3)
     return torch.pow(scale, -beta)
@@ -82,9 +82,10 @@ class LRN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = self.alpha / self.size if self.alpha_over_n else self.alpha
-        if x.dtype in (torch.float16, torch.bfloat16):
-            return _LRNFunction.apply(x.float(), self.size // 2, alpha, self.beta, self.k).to(x.dtype)
-        return _LRNFunction.apply(x, self.size // 2, alpha, self.beta, self.k)
+        dtype = x.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        return _LRNFunction.apply(x, self.size // 2, alpha, self.beta, self.k).to(dtype)
 
     def extra_repr(self) -> str:
         convention = "alpha/n (Caffe, PyTorch)" if self.alpha_over_n else "paper"

@@ -258,7 +258,8 @@ def chart(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.report",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="a multirun folder (its jobs' results.json)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     parser.add_argument("--group", help="the W&B group of the sweep (with --wandb)")

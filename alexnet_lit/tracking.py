@@ -59,10 +59,11 @@ class WandbTracker(WandbLogger):
     """Lightning's WandbLogger with the sweep's metadata and an offline fallback.
 
     ``group`` defaults to :func:`sweep_group`; :func:`wandb_runs` sets ``job_type`` (unless
-    given) to the ablation names joined by ``+`` and adds one tag per name to ``tags``. ``mode`` is ``online``,
-    ``offline`` or ``disabled``; ``None`` honours ``WANDB_MODE`` if set and otherwise goes
-    online only when :func:`offline_reason` finds nothing against it and ``wandb.init``
-    succeeds within ``init_timeout_s``. ``samples`` training images go into the start grid.
+    given) to the ablation names joined by ``+`` and adds one tag per name to ``tags``.
+    ``mode`` is ``online``, ``offline`` or ``disabled``; ``None`` honours ``WANDB_MODE`` if
+    set and otherwise goes online only when :func:`offline_reason` finds nothing against it
+    and ``wandb.init`` succeeds within ``init_timeout_s``. ``samples`` training images go
+    into the grid logged at the start.
     """
 
     def __init__(self, project: str, entity: str | None = None, group: str | None = None,
@@ -90,15 +91,15 @@ class WandbTracker(WandbLogger):
         import wandb
 
         mode = self.mode or os.environ.get("WANDB_MODE")
-        reason = None
-        if mode is None:
+        automatic, reason = mode is None, None
+        if automatic:
             reason = offline_reason(os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL))
             mode = "offline" if reason else "online"
         self._wandb_init["mode"] = mode
         try:
             run = super().experiment
         except wandb.errors.Error as error:
-            if self.mode == "online" or mode != "online":
+            if not automatic or mode != "online":
                 raise
             reason = f"wandb.init failed: {str(error).splitlines()[0]}"
             self._wandb_init["mode"] = "offline"
@@ -151,11 +152,12 @@ class TrainingMedia(Callback):
     def __init__(self, tracker: WandbTracker):
         self.tracker = tracker
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        if trainer.global_step == 0 and batch_idx == 0 and trainer.is_global_zero and self.tracker.samples:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch,
+                             batch_idx: int) -> None:
+        if trainer.global_step == batch_idx == 0 and trainer.is_global_zero and self.tracker.samples:
             images = batch[0][: self.tracker.samples]
-            self.tracker.log_image("samples/train", [image_grid(images, nrow=8)], step=0,
-                                   caption=[f"{len(images)} augmented training images, each rescaled to 0..1"])
+            self.tracker.log_image("samples/train", [image_grid(images, nrow=8)], step=0, caption=[
+                f"{len(images)} augmented training images, each rescaled to 0..1"])
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:

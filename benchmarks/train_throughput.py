@@ -1,24 +1,27 @@
-"""Training-step throughput: a plain PyTorch loop against this project's LightningModule
-under a real Lightning Trainer, same model, optimiser (PaperSGD) and in-memory batches.
+"""Training-step throughput: (a) a plain PyTorch loop against (b) this project's
+LightningModule under a real Lightning Trainer: same network and initial weights, same
+optimiser (PaperSGD), same in-memory batches, same process.
 
-    python benchmarks/train_throughput.py [--device cpu|cuda] [--batch-size 32] [--steps 8]
-        [--rounds 2] [--variants fp32 channels_last bf16 compile] [HYDRA_OVERRIDE ...]
+    python benchmarks/train_throughput.py [--device cpu|cuda] [--batch-size 32] [--steps 10]
+        [--variants fp32 channels_last bf16 compile ...] [--threads N] [HYDRA_OVERRIDE ...]
 
 HYDRA_OVERRIDEs (e.g. ``experiment=tiny``) compose conf/train.yaml as a run would. A variant
-is a set of conf/speed switches; each is measured for both loops. The Trainer is the
-project's (trainer, logger and callbacks groups, progress bar and all); validation is off,
-so the lr drops at fixed epochs (optim=milestones: the plateau rule needs val/top1_err).
-A step is the time from one batch's start to the next one's: data fetch, forward,
-backward, optimiser step, and in (b) Lightning's hooks, logging and progress bar. Per-step
-times are pooled over rounds that alternate the order of the loops; figures are medians.
+is a set of conf/speed switches, applied to both loops. (b) is the project's Trainer with
+its logger and callbacks groups; validation is off, so the lr drops at fixed epochs
+(optim=milestones: the plateau rule needs val/top1_err).
 
-Reports images/s, achieved FLOP/s (torch.utils.flop_counter, forward+backward) and its
-fraction of the measured matmul peak in the variant's compute dtype, and the overhead
-ratio (b)/(a). Prints and writes JSON (default ``benchmarks/results/train_throughput_<device>.json``).
+Other processes share the CPU, so the loops take turns step by step: before each of (b)'s
+steps, a callback runs one step of (a) on the same batch. (a)'s step is its forward, loss,
+backward and optimiser step; (b)'s runs from there to the next batch's start, so it holds
+everything Lightning does per step (hooks, logging, callbacks, progress bar). The
+overhead ratio is the median of the per-step ratios (b)/(a).
+
+Reports images/s, achieved FLOP/s (torch.utils.flop_counter: convolutions and matmuls of
+forward+backward) and its fraction of the measured matmul peak in the variant's compute
+dtype. Prints and writes JSON (default ``benchmarks/results/train_throughput_<device>.json``).
 """
 import argparse
 import copy
-import shutil
 import sys
 import tempfile
 import time
@@ -46,6 +49,7 @@ VARIANTS = {  # name: conf/speed overrides
     "compile": {"compile": True},
     "bf16+channels_last+compile": {"precision": "bf16-mixed", "channels_last": True, "compile": True},
 }
+DEFAULT_VARIANTS = {"cpu": ["fp32"], "cuda": ["fp32", "bf16+channels_last+compile"]}
 AUTOCAST = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
@@ -63,83 +67,82 @@ def in_memory_batches(cfg, batch_size: int, count: int, device: torch.device) ->
             for _ in range(count)]
 
 
-def plain_loop(net, optim_cfg: dict, batches: list, speed: dict, device: torch.device) -> list[float]:
-    """(a): the textbook loop. Returns the time at each batch's start."""
-    net = copy.deepcopy(net).to(device)
-    if speed["channels_last"]:
-        net.to(memory_format=torch.channels_last)
-    if speed["compile"]:
-        net.compile()
-    rule = {k: optim_cfg[k] for k in ("rule", "lr", "momentum", "weight_decay")}
-    optimizer = build_optimizer(net.parameters(), **rule)
-    dtype = AUTOCAST[speed["precision"]]
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    torch.backends.cudnn.benchmark = speed["cudnn_benchmark"]  # as the Trainer sets it
-    net.train()
-    starts = []
-    for images, labels in batches:
-        synchronize(device)
-        starts.append(time.perf_counter())
-        if speed["channels_last"]:
+class PlainStep:
+    """(a): the textbook training step, with the variant's switches applied by hand."""
+
+    def __init__(self, net, optim: dict, speed: dict, device: torch.device):
+        self.net = copy.deepcopy(net).to(device).train()
+        self.channels_last = speed["channels_last"]
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if speed["compile"]:
+            self.net.compile()
+        rule = {k: optim[k] for k in ("rule", "lr", "momentum", "weight_decay")}
+        self.optimizer = build_optimizer(self.net.parameters(), **rule)
+        self.device, self.dtype = device, AUTOCAST[speed["precision"]]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = F.cross_entropy(net(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    synchronize(device)
-    starts.append(time.perf_counter())
-    return starts
+        autocast = torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None)
+        with torch.enable_grad(), autocast:
+            loss = F.cross_entropy(self.net(images), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
 
-class BatchStarts(Callback):
-    """Records the time at each training batch's start, and when training ends."""
+class TakeTurns(Callback):
+    """Runs (a) on each batch just before (b)'s step and times both."""
 
-    def __init__(self, device: torch.device):
-        self.device, self.starts = device, []
+    def __init__(self, plain: PlainStep, device: torch.device):
+        self.plain, self.device = plain, device
+        self.plain_s, self.lightning_s = [], []
+        self.plain_end = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         synchronize(self.device)
-        self.starts.append(time.perf_counter())
+        start = time.perf_counter()
+        if self.plain_end is not None:  # (b)'s previous step ended here
+            self.lightning_s.append(start - self.plain_end)
+        self.plain(*batch)
+        synchronize(self.device)
+        self.plain_end = time.perf_counter()
+        self.plain_s.append(self.plain_end - start)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step >= trainer.max_steps:
-            synchronize(self.device)
-            self.starts.append(time.perf_counter())
 
-
-def lightning_loop(cfg, net, batches: list, speed: dict, device: torch.device) -> list[float]:
-    """(b): AlexNetModule under the project's Trainer, with the project's logger and callbacks."""
+def take_turns(cfg, net, batches: list, device: torch.device) -> tuple[list[float], list[float]]:
+    """Seconds per step of (a) and of (b), paired: the i-th of each ran back to back."""
+    speed = OmegaConf.to_container(cfg.speed)
     module = AlexNetModule(model=OmegaConf.to_container(cfg.model, resolve=True),
                            optim=optim_settings(cfg), channels_last=speed["channels_last"],
                            compile=speed["compile"])
     module.net.load_state_dict(net.state_dict())
-    timer = BatchStarts(device)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [timer]
+    turns = TakeTurns(PlainStep(net, optim_settings(cfg), speed, device), device)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [turns]
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      max_steps=len(batches), limit_val_batches=0,
                                      num_sanity_val_steps=0)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
-    trainer.fit(module, train_dataloaders=loader)
-    return timer.starts
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    return turns.plain_s[:len(turns.lightning_s)], turns.lightning_s
 
 
 def step_flops(net, batch, device: torch.device) -> int:
-    """Multiply-adds x 2 of one forward+backward, as torch.utils.flop_counter counts them."""
+    """FLOPs of one forward+backward as torch.utils.flop_counter counts them (conv, matmul)."""
     net = copy.deepcopy(net).to(device)
-    images, labels = batch
     counter = FlopCounterMode(display=False)
     with counter:
-        F.cross_entropy(net(images), labels).backward()
+        F.cross_entropy(net(batch[0]), batch[1]).backward()
     return counter.get_total_flops()
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, size: int) -> float:
-    """FLOP/s of the best of a few square matmuls: the reference for 'fraction of peak'."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """FLOP/s of the fastest of a few square matmuls: the reference for 'fraction of peak'."""
+    size = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     best = float("inf")
     for _ in range(5):
         synchronize(device)
@@ -154,57 +157,48 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per loop and round")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=["fp32"], choices=list(VARIANTS))
+    parser.add_argument("--steps", type=int, default=10, help="timed steps of each loop")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                        help="default: fp32 on CPU; fp32 and bf16+channels_last+compile on CUDA")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=tiny")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = args.out or Path(__file__).parent / "results" / f"train_throughput_{device.type}.json"
     fixed = ["trainer=gpu" if device.type == "cuda" else "trainer=cpu", "optim=milestones"]
-    scratch = Path(tempfile.mkdtemp(prefix="alexnet_lit_throughput_"))
 
-    base = compose_run([*fixed, *args.overrides], str(scratch))
-    torch.manual_seed(0)
-    net = instantiate(base.model)
-    batches = in_memory_batches(base, args.batch_size, args.warmup + args.steps, device)
-    flops = step_flops(net, batches[0], device)
-    peaks = {}
-    results = {}
-    for name in args.variants:
-        overrides = [f"speed.{k}={v}" for k, v in VARIANTS[name].items()]
-        cfg = compose_run([*fixed, *args.overrides, *overrides], str(scratch))
-        speed = OmegaConf.to_container(cfg.speed)
-        dtype = AUTOCAST[speed["precision"]] or torch.float32
-        if dtype not in peaks:
-            peaks[dtype] = matmul_peak(device, dtype, 8192 if device.type == "cuda" else 2048)
-        steps = {"plain": [], "lightning": []}
-        for r in range(args.rounds):
-            order = ["plain", "lightning"] if r % 2 == 0 else ["lightning", "plain"]
-            for loop in order:
-                if loop == "plain":
-                    starts = plain_loop(net, optim_settings(cfg), batches, speed, device)
-                else:
-                    starts = lightning_loop(cfg, net, batches, speed, device)
-                    shutil.rmtree(scratch / "checkpoints", ignore_errors=True)
-                steps[loop] += [b - a for a, b in zip(starts[args.warmup:], starts[args.warmup + 1:])]
-        step = {loop: median(times) for loop, times in steps.items()}
-        row = {loop: dict(step_ms=1e3 * step[loop], images_per_s=args.batch_size / step[loop],
-                          flop_per_s=flops / step[loop], fraction_of_matmul_peak=flops / step[loop] / peaks[dtype],
-                          all_step_ms=[round(1e3 * t, 2) for t in steps[loop]])
-               for loop in steps}
-        row["overhead_ratio"] = step["lightning"] / step["plain"]
-        row["speed"] = speed
-        results[name] = row
-        print(f"{name}: plain {row['plain']['images_per_s']:.1f} img/s, lightning "
-              f"{row['lightning']['images_per_s']:.1f} img/s, overhead {row['overhead_ratio']:.3f}")
-    shutil.rmtree(scratch, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="alexnet_lit_throughput_") as scratch:
+        base = compose_run([*fixed, *args.overrides], scratch)
+        torch.manual_seed(0)
+        net = instantiate(base.model)
+        batches = in_memory_batches(base, args.batch_size, args.warmup + args.steps + 1, device)
+        flops = step_flops(net, batches[0], device)
+        peaks, results = {}, {}
+        for name in args.variants or DEFAULT_VARIANTS[device.type]:
+            cfg = compose_run([*fixed, *args.overrides,
+                               *(f"speed.{k}={v}" for k, v in VARIANTS[name].items())], scratch)
+            dtype = AUTOCAST[cfg.speed.precision] or torch.float32
+            if str(dtype) not in peaks:
+                peaks[str(dtype)] = matmul_peak(device, dtype)
+            plain_s, lightning_s = (s[args.warmup:] for s in take_turns(cfg, net, batches, device))
+            row = {"speed": OmegaConf.to_container(cfg.speed),
+                   "overhead_ratio": median([b / a for a, b in zip(plain_s, lightning_s)])}
+            for loop, seconds in [("plain", plain_s), ("lightning", lightning_s)]:
+                step = median(seconds)
+                row[loop] = dict(step_ms=1e3 * step, images_per_s=args.batch_size / step,
+                                 flop_per_s=flops / step,
+                                 fraction_of_matmul_peak=flops / step / peaks[str(dtype)],
+                                 all_step_ms=[round(1e3 * s, 2) for s in seconds])
+            results[name] = row
+            print(f"{name}: plain {row['plain']['images_per_s']:.1f} img/s, Lightning "
+                  f"{row['lightning']['images_per_s']:.1f} img/s, overhead {row['overhead_ratio']:.3f}")
     save(dict(benchmark="train_throughput", command=" ".join(["python", *sys.argv]),
               overrides=args.overrides, batch_size=args.batch_size, steps=args.steps,
-              warmup=args.warmup, rounds=args.rounds, flop_per_step=flops,
-              matmul_peak_flop_per_s={str(k): v for k, v in peaks.items()},
+              warmup=args.warmup, flop_per_step=flops, matmul_peak_flop_per_s=peaks,
               results=results, machine=machine(device)), out)
     return 0
 

@@ -17,15 +17,16 @@ def test_epochs_to_target_interpolates_the_crossing():
 def test_the_network_is_the_papers_four_layer_cifar_net():
     net = figure1.cifar_net("tanh")
     learned = [m for m in net if hasattr(m, "weight")]
-    assert [tuple(m.weight.shape) for m in learned] == [(32, 3, 5, 5), (32, 32, 5, 5), (64, 32, 5, 5), (10, 1024)]
+    assert [tuple(m.weight.shape) for m in learned] == [
+        (32, 3, 5, 5), (32, 32, 5, 5), (64, 32, 5, 5), (10, 64 * 4 * 4)]
     assert sum(type(m).__name__ == "Tanh" for m in net) == 3
 
 
 @pytest.mark.slow
 def test_a_tiny_run_writes_the_plot_and_its_numbers(shared_cache, tmp_path):
     data = extracted("cifar10_jpg.tar.gz", shared_cache) / "cifar10_jpg"
-    result = figure1.main(["--data", str(data), "--out", str(tmp_path), "--train-images", "200",
-                           "--lrs", "0.01", "0.05", "--pilot-epochs", "1", "--max-epochs", "3", "--target", "0.8"])
+    result = figure1.main(["--data", str(data), "--out", str(tmp_path), "--train-images", "200", "--lrs",
+                           "0.01", "0.05", "--pilot-epochs", "1", "--max-epochs", "3", "--target", "0.8"])
     assert json.loads((tmp_path / "figure1.json").read_text()) == json.loads(json.dumps(result))
     assert result["train_images"] == 200 and "--train-images 200" in result["command"]
     for run in result["activations"].values():

@@ -57,7 +57,8 @@ def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_r
         run = wandb_run(job)  # exactly one W&B run in each job folder
         name = r["ablation"][0]
         assert (run["group"], run["job_type"], run["tags"]) == ("sweep", name, [name])
-        assert (run["state"], run["config"]["seed"], run["config"]["params"]) == ("finished", r["seed"], r["params"])
+        assert run["state"] == "finished"
+        assert (run["config"]["seed"], run["config"]["params"]) == (r["seed"], r["params"])
         for key in ("val/top1_err", "val/top5_err", "train/top1_err"):
             assert run["summary"][key] == pytest.approx(r[key.replace("/", "_")])
         # the W&B reporter reads what the local one reads
@@ -125,7 +126,8 @@ def test_the_table_presets_sweep_every_ablation_file(preset, seeds):
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(CONFIG_DIR))
     cfg = loader.load_configuration("train", overrides=[f"experiment={preset}"], run_mode=RunMode.MULTIRUN)
     params = [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()]
-    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create(config_loader=loader).parse_overrides(params), None)
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(params)
+    (jobs,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
     files = {f"+ablation={p.stem}" for p in (Path(CONFIG_DIR) / "ablation").glob("*.yaml")}
     assert len(files) == 12 and len(jobs) == 12 * seeds
     assert {job[0] for job in jobs} == files

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from omegaconf import OmegaConf
 
 PAPER_TABLE = Path(__file__).resolve().parent.parent / "ablations" / "paper_table.csv"
 METRICS = {"val_top1": "val top-1", "val_top5": "val top-5", "train_top1": "train top-1"}
@@ -69,11 +69,14 @@ def sweep_runs(sweep_dir: Path) -> tuple[list[Run], list[Path]]:
 
 
 def wandb_runs(path: str, group: str) -> list[Run]:
+    """The runs of W&B group ``group`` in ``path`` (ENTITY/PROJECT), through the W&B API."""
     import wandb
 
-    api = wandb.Api(timeout=30)
-    return [run_from_wandb(dict(r.config), dict(r.summary), r.state, r.url)
-            for r in api.runs(path, filters={"group": group})]
+    try:
+        return [run_from_wandb(r.config, r.summary_metrics, r.state, r.url)
+                for r in wandb.Api(timeout=30).runs(path, filters={"group": group})]
+    except (wandb.errors.Error, OSError) as error:
+        raise ValueError(f"--wandb {path} --group {group}: {error}") from None
 
 
 def sweep_command(sweep_dir: Path) -> str | None:
@@ -81,7 +84,7 @@ def sweep_command(sweep_dir: Path) -> str | None:
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return None
-    overrides = yaml.safe_load(path.read_text())["hydra"]["overrides"]["task"]
+    overrides = OmegaConf.load(path).hydra.overrides.task
     return "python -m alexnet_lit.train -m " + " ".join(shlex.quote(o) for o in overrides)
 
 
@@ -243,7 +246,7 @@ def chart(rows: list[dict], path: Path) -> None:
     for ax, metric, key in zip(axes, ("val_top1", "val_top5"), ("paper_top1", "paper_top5")):
         ours = [r["delta"][metric] or (math.nan, None) for r in rows]
         paper = [r["paper"][key] if r["paper"] and r["paper"][key] is not None else math.nan for r in rows]
-        ax.barh([y + 0.2 for y in ys], [v for v, _ in ours], height=0.4, label="ours",
+        ax.barh([y + 0.2 for y in ys], [v for v, _ in ours], height=0.4, label="ours (± standard error)",
                 xerr=[se or 0 for _, se in ours], color="tab:blue")
         ax.barh([y - 0.2 for y in ys], paper, height=0.4, label="paper (ILSVRC-2012)", color="tab:orange")
         ax.axvline(0, color="black", linewidth=0.8)

@@ -22,6 +22,7 @@ from alexnet_lit.data.sampling import local_batch_size
 from alexnet_lit.faults import LastCheckpoint
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.results import ResultsWriter, git_commit
+from alexnet_lit.speed import reuse_host_memory
 from alexnet_lit.tracking import media_callbacks, wandb_runs
 
 CONFIG_DIR = next(str(d) for d in (Path(__file__).resolve().parent.parent / "conf",
@@ -93,6 +94,8 @@ def train_under_torchrun(trainer: L.Trainer, out: Path) -> dict:
 
 def train(cfg: DictConfig) -> dict:
     """Fit one run described by ``cfg``; returns the final callback metrics."""
+    if cfg.speed.reuse_host_memory:
+        reuse_host_memory()
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)

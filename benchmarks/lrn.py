@@ -1,12 +1,14 @@
 """LRN forward+backward: this project's layer against ``torch.nn.LocalResponseNorm``.
 
     python benchmarks/lrn.py [--device cpu|cuda] [--shape 64 96 55 55] [--repeats 15]
+        [--reuse-host-memory]
 
 Both compute the same layer (``alpha_over_n=True`` is nn.LocalResponseNorm's convention;
 the paper's convention costs the same) on norm1's input shape at batch 64. Checks that
 outputs and input gradients agree to 1e-6, i.e. |ours - torch| <= 1e-6 * (1 + |torch|)
 everywhere, then times both, interleaved, in NCHW and channels_last. Prints and writes
-JSON (default ``benchmarks/results/lrn_<device>.json``); exits non-zero on disagreement.
+JSON (default ``benchmarks/results/lrn_<device>[_reuse].json``); exits non-zero on
+disagreement. ``--reuse-host-memory`` first applies speed.reuse_host_memory, as train.py does.
 """
 import argparse
 import sys
@@ -18,6 +20,7 @@ from torch import nn
 from timing import interleaved, machine, median, save
 
 from alexnet_lit.lrn import LRN
+from alexnet_lit.speed import reuse_host_memory
 
 TOLERANCE = 1e-6
 
@@ -35,10 +38,12 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--shape", type=int, nargs=4, default=[64, 96, 55, 55])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--reuse-host-memory", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = torch.device(args.device)
-    out = args.out or Path(__file__).parent / "results" / f"lrn_{device.type}.json"
+    reused = args.reuse_host_memory and reuse_host_memory()
+    out = args.out or Path(__file__).parent / "results" / f"lrn_{device.type}{'_reuse' * reused}.json"
 
     size, alpha, beta, k = 5, 1e-4, 0.75, 2.0
     ours = LRN(size, alpha, beta, k, alpha_over_n=True)
@@ -71,7 +76,8 @@ def main() -> int:
     del y_ours, y_ref, g_ours
 
     rows = {}
-    for layout, memory_format in [("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)]:
+    layouts = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+    for layout, memory_format in layouts.items():
         xs = x.detach().to(memory_format=memory_format).requires_grad_()
         seconds = interleaved({
             "torch_fwd_bwd": fwd_bwd(torch_lrn, xs), "ours_fwd_bwd": fwd_bwd(ours, xs),
@@ -81,13 +87,13 @@ def main() -> int:
             median_ms=ms, speedup_fwd_bwd=ms["torch_fwd_bwd"] / ms["ours_fwd_bwd"],
             speedup_fwd=ms["torch_fwd"] / ms["ours_fwd"],
             all_ms={name: [round(1e3 * t, 2) for t in s] for name, s in seconds.items()})
-        print(f"{layout}: fwd+bwd torch {ms['torch_fwd_bwd']:.1f} ms, ours {ms['ours_fwd_bwd']:.1f} ms "
-              f"-> {rows[layout]['speedup_fwd_bwd']:.2f}x; fwd {rows[layout]['speedup_fwd']:.2f}x")
+        print(f"{layout}: fwd+bwd torch {ms['torch_fwd_bwd']:.1f} ms, ours {ms['ours_fwd_bwd']:.1f} "
+              f"ms -> {rows[layout]['speedup_fwd_bwd']:.2f}x; fwd {rows[layout]['speedup_fwd']:.2f}x")
 
     save(dict(benchmark="lrn", command=" ".join(["python", *sys.argv]), shape=args.shape,
               dtype="float32", layer=dict(size=size, alpha=alpha, beta=beta, k=k, alpha_over_n=True),
               tolerance=TOLERANCE, agreement=agree, agree=ok, repeats=args.repeats,
-              results=rows, machine=machine(device)), out)
+              reuse_host_memory=reused, results=rows, machine=machine(device)), out)
     return 0 if ok else 1
 
 

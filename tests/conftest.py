@@ -88,6 +88,12 @@ def wandb_offline(tmp_path, monkeypatch) -> Path:
     return home
 
 
+def report_table(markdown: str) -> dict[str, list[str]]:
+    """The table of an alexnet_lit.report Markdown file: ablation name -> its cells."""
+    rows = [line.strip().strip("|").split("|") for line in markdown.splitlines() if line.startswith("| `")]
+    return {cells[0].strip().strip("`"): [c.strip() for c in cells] for cells in rows}
+
+
 def wandb_run(run_folder: Path) -> dict:
     """What W&B wrote for the one offline run of a training run folder, read back with
     wandb's own reader (``wandb leet inspect``): its summary view (config, summary, state,

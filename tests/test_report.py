@@ -4,12 +4,13 @@ import csv
 from pathlib import Path
 
 import pytest
-import yaml
+from omegaconf import OmegaConf
 from PIL import Image
 
 from alexnet_lit import report
 from alexnet_lit.results import write_json
 from alexnet_lit.train import CONFIG_DIR
+from conftest import report_table
 
 # (ablation, seed, status, val top-1, val top-5, train top-1)
 JOBS = [("none", 0, "completed", 0.40, 0.18, 0.30), ("none", 1, "completed", 0.42, 0.20, 0.32),
@@ -33,20 +34,15 @@ def sweep(tmp_path) -> Path:
             train_top1_err=train1, train_top5_err=None, wall_time_s=30.0))
     (tmp_path / "99" / ".hydra").mkdir(parents=True)
     (tmp_path / "99" / ".hydra" / "config.yaml").write_text("seed: 0\n")
-    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(
-        {"hydra": {"overrides": {"task": ["experiment=tiny", "+ablation=glob(*)", "seed=0,1"]}}}))
+    OmegaConf.save({"hydra": {"overrides": {"task": ["experiment=tiny", "+ablation=glob(*)", "seed=0,1"]}}},
+                   tmp_path / "multirun.yaml")
     return tmp_path
-
-
-def rows_of(markdown: str) -> dict[str, list[str]]:
-    rows = [line.strip().strip("|").split("|") for line in markdown.splitlines() if line.startswith("| `")]
-    return {cells[0].strip().strip("`"): [c.strip() for c in cells] for cells in rows}
 
 
 def test_the_report_puts_our_changes_beside_the_papers(sweep):
     report.main([str(sweep)])
     text = (sweep / "report.md").read_text()
-    rows = rows_of(text)
+    rows = report_table(text)
     assert list(rows) == ["none", "tanh", "no_lrn", "no_overlap"]  # the paper's order
     none, tanh, no_lrn, no_overlap = rows.values()
     assert none[2:6] == ["2", "41.0 ± 1.4", "—", "40.7"]

@@ -1,10 +1,16 @@
 """conf/speed: every switch reaches the Trainer or the module, and none changes what is
 learnt beyond rounding (figures: benchmarks/, README "Speed")."""
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from alexnet_lit.train import train
+from alexnet_lit.module import AlexNetModule
+from alexnet_lit.train import optim_settings, train
 from conftest import compose_config
 
 
@@ -23,8 +29,9 @@ def test_precision_and_cudnn_benchmark_reach_the_trainer(compose_cfg):
 def two_steps(run_dir, cache, *speed: str) -> tuple[dict, float]:
     """Two training steps of the tiny network: its weights and the last step's loss. Without
     dropout: compiled code draws its random numbers from another generator."""
-    cfg = compose_config(["experiment=tiny", "model.dropout=0", "optim=milestones", "trainer.max_epochs=1",
-                          "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=0", *speed],
+    cfg = compose_config(["experiment=tiny", "model.dropout=0", "optim=milestones",
+                          "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                          "+trainer.limit_val_batches=0", *speed],
                          output_dir=run_dir, cache=cache)
     metrics = train(cfg)
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
@@ -36,17 +43,36 @@ def default_run(tmp_path_factory, cache_dir):
     return two_steps(tmp_path_factory.mktemp("default"), cache_dir)
 
 
-@pytest.mark.parametrize("speed", [
-    ["speed.channels_last=true"],
-    pytest.param(["speed.compile=true", "speed.channels_last=true"], marks=pytest.mark.slow),
-], ids=["channels_last", "compile+channels_last"])
-def test_layout_and_compile_learn_what_the_default_learns(default_run, speed, tmp_path, cache_dir):
+def test_channels_last_learns_what_the_default_learns(default_run, tmp_path, cache_dir):
     reference, _ = default_run
-    weights, _ = two_steps(tmp_path, cache_dir, *speed)
-    assert weights.keys() == reference.keys()  # compiled in place: plain names in checkpoints
+    weights, _ = two_steps(tmp_path, cache_dir, "speed.channels_last=true")
     assert weights["net.features.conv1.weight"].is_contiguous(memory_format=torch.channels_last)
     for name, value in reference.items():
         torch.testing.assert_close(weights[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow  # compiles a forward and a backward: half a minute on two cores
+def test_compiled_network_gives_the_default_outputs_and_gradients(compose_cfg):
+    cfg = compose_cfg("experiment=tiny", "model.dropout=0")  # compiled dropout draws otherwise
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    eager = AlexNetModule(model, optim_settings(cfg))
+    compiled = AlexNetModule(model, optim_settings(cfg), compile=True, channels_last=True)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.configure_model()
+    traced = []
+    compiled.net.features.conv1.register_forward_pre_hook(
+        lambda *_: traced.append(torch.compiler.is_compiling()))
+    images = torch.randn(8, 3, cfg.model.input_size, cfg.model.input_size)
+    outputs = []
+    for module in (eager, compiled):
+        logits = module(images)
+        logits.square().sum().backward()
+        outputs.append((logits, [p.grad for p in module.net.parameters()]))
+    assert traced == [True]  # the network ran as compiled code
+    torch.testing.assert_close(outputs[1][0], outputs[0][0], rtol=1e-5, atol=1e-5)
+    for compiled_grad, eager_grad in zip(outputs[1][1], outputs[0][1]):
+        torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-4, atol=1e-5)
+    assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints interchange
 
 
 def test_bf16_mixed_precision_trains_on_cpu(default_run, tmp_path, cache_dir):
@@ -55,3 +81,27 @@ def test_bf16_mixed_precision_trains_on_cpu(default_run, tmp_path, cache_dir):
     assert all(torch.isfinite(w).all() and w.dtype == torch.float32 for w in weights.values())
     assert loss == pytest.approx(reference_loss, rel=2e-2)  # after one bf16 update, in bf16
     assert loss != reference_loss
+
+
+PAGE_FAULTS = """
+import resource, sys, torch
+from alexnet_lit.speed import reuse_host_memory
+if sys.argv[1] == "reuse":
+    assert reuse_host_memory()
+for _ in range(10):  # the heap grows until a freed block fits the next one
+    torch.ones(2**24)  # 64 MiB, as conv1's output at batch 32
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    torch.ones(2**24)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="speed.reuse_host_memory is glibc's")
+def test_reuse_host_memory_stops_faulting_in_every_new_tensor():
+    faults = {mode: int(subprocess.run([sys.executable, "-c", PAGE_FAULTS, mode], check=True,
+                                       capture_output=True, text=True).stdout)
+              for mode in ("default", "reuse")}  # fresh processes: the setting is for good
+    pages = 5 * 2**26 // 4096
+    assert faults["default"] > pages / 2  # every allocation mapped and faulted in anew
+    assert faults["reuse"] < pages / 50

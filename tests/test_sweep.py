@@ -19,7 +19,7 @@ from PIL import Image
 
 from alexnet_lit import report
 from alexnet_lit.train import CONFIG_DIR
-from conftest import wandb_run
+from conftest import report_table, wandb_run
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +34,6 @@ def multirun(cwd: Path, cache_dir: Path, *overrides: str) -> subprocess.Complete
 
 def jobs_results(sweep: Path) -> dict[Path, dict]:
     return {p.parent: json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))}
-
-
-def table_rows(markdown: str) -> dict[str, list[str]]:
-    """The report's table: ablation name -> its cells."""
-    rows = [line.strip().strip("|").split("|") for line in markdown.splitlines() if line.startswith("| `")]
-    return {cells[0].strip().strip("`"): [c.strip() for c in cells] for cells in rows}
 
 
 def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_results(
@@ -70,7 +64,7 @@ def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_r
     assert len(run_ids) == 4  # no job logged into another's run
 
     report.main([str(sweep)])
-    rows = table_rows((sweep / "report.md").read_text())
+    rows = report_table((sweep / "report.md").read_text())
     assert list(rows) == ["none", "no_lrn"]
     errors = {name: {m: [100 * r[f"{m}_err"] for r in results.values() if r["ablation"] == [name]]
                      for m in ("val_top1", "val_top5")} for name in rows}
@@ -96,7 +90,7 @@ def test_a_failing_job_is_recorded_as_failed_and_the_others_complete(tmp_path, c
     assert (wandb_run(sweep / "0")["state"], wandb_run(sweep / "0")["exit_code"]) == ("failed", 1)
     assert wandb_run(sweep / "1")["state"] == "finished"
     report.main([str(sweep)])
-    assert table_rows((sweep / "report.md").read_text())["none"][2] == "1 (1 failed)"
+    assert report_table((sweep / "report.md").read_text())["none"][2] == "1 (1 failed)"
 
 
 def test_the_submitit_local_launcher_runs_the_jobs(tmp_path, cache_dir):

@@ -158,7 +158,7 @@ def test_no_augment_is_the_centre_crop_without_mirrors_or_colour(compose_cfg, jp
 
 def test_trainer_reports_centre_and_ten_crop_and_skips_a_bad_file(compose_cfg, jpeg_folder, tmp_path):
     bad = write_image(jpeg_folder / "train" / "class1" / "zz.JPEG", "truncated", (120, 90))
-    overrides = ("experiment=tiny", "~data.train_per_class", "~data.val_per_class", "data=folder",
+    overrides = ("experiment=tiny", "data=folder",
                  f"data.root={jpeg_folder}", "data.num_classes=3", "data.batch_size=19",  # one batch: every file
                  "data.val_views=[center,tencrop]", "trainer.max_epochs=1")
     try:

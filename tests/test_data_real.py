@@ -33,7 +33,7 @@ def test_imagenette_prepare_then_train(compose_cfg, shared_cache, tmp_path):
                          "--workers", "2", "--chunk-size", "50"])
     assert meta["classes"][0] == "n01440764" and len(meta["classes"]) == 10
     assert meta["splits"]["train"] == {"images": 240, "skipped": 0}
-    cfg = compose_cfg("experiment=tiny", "~data.train_per_class", "~data.val_per_class",
+    cfg = compose_cfg("experiment=tiny",
                       "data=imagenet", f"data.root={prepared}", "data.num_classes=10",
                       "data.num_workers=1", "data.val_views=[center,tencrop]", "trainer.max_epochs=2")
     datamodule = instantiate(cfg.data)

@@ -85,7 +85,7 @@ def test_readme_quick_start(tmp_path):
     assert command in readme
     env = dict(os.environ, ALEXNET_LIT_CACHE=str(tmp_path / "cache"))
     subprocess.run([sys.executable, "-m", "alexnet_lit.train", "experiment=quickstart",
-                    f"hydra.run.dir={tmp_path / 'run'}", "trainer.enable_progress_bar=false"],
+                    f"hydra.run.dir={tmp_path / 'run'}"],
                    cwd=tmp_path, env=env, check=True, timeout=900)
     run = tmp_path / "run"
     results = json.loads((run / "results.json").read_text())

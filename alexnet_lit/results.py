@@ -1,4 +1,6 @@
-"""``results.json``: one file per run that reports and sweeps are built from."""
+"""What a run leaves besides checkpoints: ``results.json``, the file reports and sweeps are
+built from, and ``csv/metrics.csv``, kept whole across resumed attempts."""
+import csv
 import json
 import math
 import os
@@ -8,6 +10,9 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
@@ -85,3 +90,25 @@ class ResultsWriter(Callback):
             train_top1_err=_metric(m, "train/top1_err"), train_top5_err=_metric(m, "train/top5_err"),
             epochs=trainer.current_epoch, steps=trainer.global_step, processes=trainer.world_size,
             wall_time_s=round(self.elapsed_before + time.time() - self.start, 3)))
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's writer deletes an existing metrics.csv; this one appends to it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``csv/metrics.csv``: a run resumed into its folder (``ckpt_path=last``) adds its rows to
+    those of the attempts before it instead of deleting them."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment

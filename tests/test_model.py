@@ -82,29 +82,12 @@ def test_lrn_is_the_papers_formula_not_alpha_over_n(build):
     ours = LRN(size=5, alpha=1e-4, beta=0.75, k=2.0)(a)
     assert torch.allclose(ours, lrn_loop(a, 5, 1e-4, 0.75, 2.0), atol=1e-6, rtol=0)
     assert not torch.allclose(ours, lrn_loop(a, 5, 1e-4 / 5, 0.75, 2.0), atol=1e-6, rtol=0)
+    # (tests/test_lrn.py: every size and convention, nn.LocalResponseNorm, gradients)
     net, _ = build()
     norms = layers(net, LRN)
     assert list(norms) == ["norm1", "norm2"]
     assert all((m.size, m.alpha, m.beta, m.k, m.alpha_over_n) == (5, 1e-4, 0.75, 2.0, False)
                for m in norms.values())
-
-
-def test_lrn_code_convention_equals_torch_local_response_norm():
-    torch.manual_seed(1)
-    x = torch.relu(torch.randn(4, 16, 7, 7, dtype=torch.float64) * 20).requires_grad_()
-    y = x.detach().clone().requires_grad_()
-    ours = LRN(5, 1e-4, 0.75, 2.0, alpha_over_n=True)(x)
-    ref = nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(y)
-    assert torch.allclose(ours, ref, atol=1e-6, rtol=0)
-    grad = torch.randn_like(ours)
-    ours.backward(grad)
-    ref.backward(grad)
-    assert torch.allclose(x.grad, y.grad, atol=1e-6, rtol=1e-5)
-
-
-def test_lrn_gradient_is_exact():
-    x = torch.randn(2, 7, 3, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(LRN(5, 0.1, 0.75, 2.0), (x,))
 
 
 def test_a_tower_does_not_see_the_other_towers_maps(build):

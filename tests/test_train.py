@@ -62,6 +62,14 @@ def test_milestones_schedule(compose_cfg, tmp_path):
     assert epoch_values(read_metrics(tmp_path / "run"), "lr") == pytest.approx([0.02, 0.002])
 
 
+def test_a_resumed_run_keeps_the_metrics_of_the_attempt_before(compose_cfg, tmp_path):
+    train(compose_cfg("experiment=tiny", "trainer.max_epochs=1"))
+    train(compose_cfg("experiment=tiny", "trainer.max_epochs=2"))  # resumes from last.ckpt
+    rows = read_metrics(tmp_path / "run")
+    assert [int(r["epoch"]) for r in rows if r["val/top1_err"]] == [0, 1]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["epochs"] == 2
+
+
 def final_weights(compose_cfg, seed, run) -> torch.Tensor:
     cfg = compose_cfg("experiment=tiny", f"seed={seed}", "trainer.max_epochs=1",
                       "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", run=run)

@@ -133,6 +133,6 @@ def test_skip_policy_leaves_bad_files_out_and_lists_them(tmp_path):
     assert np.load(out / "train" / "labels.npy")[6] == -1  # a_class/zz_truncated.JPEG's row
 
 
-def test_cli_reports_errors_naming_what_was_expected(tmp_path, capsys):
+def test_cli_reports_errors_naming_what_was_expected(tmp_path):
     with pytest.raises(SystemExit, match=f"prepare: {tmp_path / 'missing'} does not exist"):
         main([str(tmp_path / "missing"), str(tmp_path / "out")])

@@ -10,7 +10,9 @@ import logging
 import math
 import os
 import random
+import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +21,7 @@ import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from alexnet_lit.data.sampling import derived_seed
@@ -99,46 +102,79 @@ def requeue_slurm_job() -> None:
         log.info(f"requeued SLURM job {job}")
 
 
-def save_before_batch(trainer: L.Trainer, path: Path) -> None:
-    """Checkpoint the state before the training batch in flight: the loader takes the batch
-    back for the checkpoint, so a run resumed from it replays that batch."""
-    sampler = trainer.train_dataloader.sampler
-    sampler.taken -= 1
+def save(trainer: L.Trainer, path: Path, replay_batch: bool = False) -> None:
+    """Write the loggers' rows so far, then the checkpoint: the logs on disk reach as far as
+    it does (a resumed run drops those beyond it, alexnet_lit.results).
+
+    ``replay_batch``: the state before the training batch in flight, which a run resumed from
+    it replays. For the checkpoint, the loader takes the batch back, and the step count the
+    loggers use goes back by one: Lightning, which takes any checkpoint for one saved at a
+    batch's end, moves it on by one when it restores the run."""
+    for logger in trainer.loggers:
+        logger.save()
+    back = 1 if replay_batch else 0
+    sampler, loop = trainer.train_dataloader.sampler, trainer.fit_loop.epoch_loop
+    sampler.taken -= back
+    loop._batches_that_stepped -= back
     try:
         trainer.save_checkpoint(path, weights_only=False)
     finally:
-        sampler.taken += 1
+        sampler.taken += back
+        loop._batches_that_stepped += back
 
 
 class LastCheckpoint(Callback):
     """``path`` (checkpoints/last.ckpt), what a re-run resumes from: every ``every_n_steps``
     optimiser steps, at the end of every epoch and of the run, and on SIGTERM.
 
-    The end-of-epoch save waits for the next epoch's first batch, when validation has run and
-    the lr schedule has taken its step (Lightning steps it after every epoch-end hook). On
-    SIGTERM, which Lightning turns into an exit at the next batch boundary on every process,
-    it saves, then requeues the job under SLURM; elsewhere the run exits cleanly and a re-run
-    continues."""
+    Saves are made before a training batch, when its step's logs have been written and, at an
+    epoch's first batch, validation has run and the lr schedule has taken its step (Lightning
+    steps it after every epoch-end hook). SIGTERM, which Lightning turns into an exit at the
+    next batch boundary on every process, is held back while validation runs, so a resumed run
+    never starts in the middle of one. Then it saves and requeues the job under SLURM;
+    elsewhere the run exits cleanly and a re-run continues."""
 
     def __init__(self, path: str, every_n_steps: int):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps={every_n_steps}: expected a positive number of steps")
         self.path, self.every_n_steps = Path(path), every_n_steps
         self.saved_step = -1
+        self.lightning_handler = None  # SIGTERM's own handler, while validation holds it back
 
-    def save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)
-        self.saved_step = trainer.global_step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        step = trainer.global_step
-        if (step % self.every_n_steps == 0 and step != self.saved_step  # not between accumulated batches
-                and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):  # the epoch's save follows
-            self.save(trainer)
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.saved_step = trainer.global_step  # 0, or the step of the checkpoint resumed from
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        if batch_idx == 0 and trainer.current_epoch > 0:
-            save_before_batch(trainer, self.path)
+        step = trainer.global_step  # not between accumulated batches: once per optimiser step
+        if step != self.saved_step and (step % self.every_n_steps == 0 or batch_idx == 0):
+            save(trainer, self.path, replay_batch=True)
+            self.saved_step = step
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Hold SIGTERM back until validation ends: Lightning would stop inside it, and a run
+        resumed from there skips that validation and the lr schedule's step after it."""
+        if (trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking
+                or threading.current_thread() is not threading.main_thread()):
+            return  # Lightning handles signals in the main thread only
+        self.flagged = trainer.received_sigterm  # came during the last training batch
+        trainer._signal_connector.received_sigterm = False
+        self.signalled = False
+        self.lightning_handler = signal.signal(signal.SIGTERM, self._hold)
+
+    def _hold(self, signum: int, frame) -> None:
+        self.signalled = True
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._release(trainer)
+
+    def _release(self, trainer: L.Trainer) -> None:
+        handler, self.lightning_handler = self.lightning_handler, None
+        if handler is None:
+            return
+        signal.signal(signal.SIGTERM, handler)
+        if self.signalled and callable(handler):
+            handler(signal.SIGTERM, None)  # as if the signal came now: it forwards it, flags it
+        trainer._signal_connector.received_sigterm |= self.flagged
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Lightning skips the plateau schedule's step at the end of the epoch a run resumes
@@ -152,12 +188,13 @@ class LastCheckpoint(Callback):
                 pl_module.lr_scheduler_step(config.scheduler, metric)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.save(trainer)
+        save(trainer, self.path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._release(trainer)  # an error inside validation
         if not isinstance(exception, SIGTERMException):
             return
-        self.save(trainer)
+        save(trainer, self.path)
         if SLURMEnvironment.detect():
             if trainer.is_global_zero:
                 requeue_slurm_job()
@@ -182,7 +219,7 @@ class NonFiniteLossGuard(Callback):
         value = loss.item()
         if not trainer.strategy.reduce_boolean_decision(not math.isfinite(value), all=False):
             return
-        save_before_batch(trainer, self.path)
+        save(trainer, self.path, replay_batch=True)
         raise NonFiniteLossError(
             f"non-finite training loss at step {trainer.global_step} (epoch {trainer.current_epoch}, "
             f"batch {trainer.fit_loop.epoch_loop.batch_idx}; loss {value} on rank "

@@ -8,6 +8,7 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from alexnet_lit.data.views import TENCROP_CENTRE
 from alexnet_lit.optim import build_optimizer, build_scheduler
 
 
@@ -23,15 +24,16 @@ def error_metrics(num_classes: int, prefix: str) -> MetricCollection:
     return MetricCollection({
         "top1_err": TopKError(num_classes=num_classes, top_k=1, average="micro"),
         f"top{top5}_err": TopKError(num_classes=num_classes, top_k=top5, average="micro"),
-    }, prefix=prefix)
+    }, prefix=prefix, compute_groups=False)  # each metric keeps its own state (checkpoints)
 
 
 class AlexNetModule(L.LightningModule):
     """``model``: the network's config (with ``_target_``); ``optim``: conf/optim.
 
-    ``val_views`` names the validation loaders in order; the first logs as ``val/...``,
-    the others as ``val_<name>/...``. A batch of shape (B, V, C, H, W) is V views of each
-    image (ten-crop, Section 4.1): their softmax outputs are averaged.
+    ``val_views`` names the evaluation views (``center``, ``tencrop``); the first logs as
+    ``val/...``, the others as ``val_<name>/...``. A validation batch of shape
+    (B, 10, C, H, W) holds the ten crops of each image (Section 4.1): ``tencrop`` averages
+    their softmax outputs, ``center`` scores the centre one, from the same forward pass.
 
     ``channels_last`` and ``compile`` (conf/speed) change how fast, not what, it computes.
     """
@@ -72,28 +74,51 @@ class AlexNetModule(L.LightningModule):
 
     # Logged once an epoch, not every step: a self.log call costs about a millisecond, as
     # much as a whole training step of experiment=tiny (benchmarks/train_throughput.py).
-    def on_train_epoch_start(self) -> None:
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])  # in effect this epoch
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # also in a resumed epoch
 
     def on_train_epoch_end(self) -> None:
+        self.log("lr", self.epoch_lr)  # the epoch's: epoch schedules may have stepped by now
         self.log_dict(self.train_metrics.compute())
         self.train_metrics.reset()
 
-    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
-        if images.dim() == 5:  # (B, V, C, H, W): average the V views' softmax outputs
-            b, v = images.shape[:2]
-            probs = F.softmax(self(images.flatten(0, 1)), dim=1).view(b, v, -1).mean(1)
-            loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels)
-            scores = probs
+        if images.dim() == 5:  # (B, 10, C, H, W): the ten crops, one forward pass
+            logits = self(images.flatten(0, 1)).unflatten(0, images.shape[:2])
         else:
-            scores = self(images)
-            loss = F.cross_entropy(scores, labels)
-        metrics = self.val_metrics[dataloader_idx]
-        metrics.update(scores, labels)
-        self.val_losses[dataloader_idx].update(loss, weight=len(labels))
-        self.log(f"{metrics.prefix}loss", self.val_losses[dataloader_idx], add_dataloader_idx=False)
-        self.log_dict(metrics, add_dataloader_idx=False)
+            logits = self(images)[:, None]
+        for view, metrics, mean_loss in zip(self.hparams.val_views, self.val_metrics, self.val_losses):
+            if view == "tencrop":  # the softmax outputs averaged
+                scores = F.softmax(logits, dim=2).mean(1)
+                loss = F.nll_loss(scores.clamp_min(1e-12).log(), labels)
+            else:
+                scores = logits[:, TENCROP_CENTRE if logits.shape[1] > 1 else 0]
+                loss = F.cross_entropy(scores, labels)
+            metrics.update(scores, labels)
+            mean_loss.update(loss, weight=len(labels))
+            self.log(f"{metrics.prefix}loss", mean_loss)
+            self.log_dict(metrics)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The counts behind this epoch's training error so far, summed over the processes
+        (every process saves; they sync here): a run resumed mid-epoch reports the whole
+        epoch's error, as an uninterrupted one does."""
+        checkpoint["train_error_counts"] = {}
+        for name, metric in self.train_metrics.items(keep_base=True):
+            with metric.sync_context():
+                checkpoint["train_error_counts"][name] = {
+                    k: v.detach().cpu().clone() for k, v in metric.metric_state.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Process 0 takes the saved counts, the others start from zero: summed, they are the
+        counts saved."""
+        if self.global_rank != 0:
+            return
+        for name, state in checkpoint.get("train_error_counts", {}).items():
+            metric = self.train_metrics[name]
+            for k, v in state.items():
+                setattr(metric, k, v.to(getattr(metric, k).device))
 
     def configure_optimizers(self):
         settings = dict(self.hparams.optim)

@@ -68,13 +68,22 @@ def sweep_runs(sweep_dir: Path) -> tuple[list[Run], list[Path]]:
     return [run_from_results(p) for p in results], missing
 
 
+def last_attempts(api_runs: list) -> list:
+    """One W&B run per job: a job resumed in its folder (after pre-emption or a crash) opens a
+    W&B run for every attempt, all with the job's ``run_dir``; its latest one counts."""
+    latest = {}
+    for r in sorted(api_runs, key=lambda r: r.created_at):
+        latest[r.config.get("run_dir") or r.id] = r
+    return list(latest.values())
+
+
 def wandb_runs(path: str, group: str) -> list[Run]:
     """The runs of W&B group ``group`` in ``path`` (ENTITY/PROJECT), through the W&B API."""
     import wandb
 
     try:
-        return [run_from_wandb(r.config, r.summary_metrics, r.state, r.url)
-                for r in wandb.Api(timeout=30).runs(path, filters={"group": group})]
+        api_runs = wandb.Api(timeout=30).runs(path, filters={"group": group})
+        return [run_from_wandb(r.config, r.summary_metrics, r.state, r.url) for r in last_attempts(api_runs)]
     except (wandb.errors.Error, OSError) as error:
         raise ValueError(f"--wandb {path} --group {group}: {error}") from None
 

@@ -95,19 +95,27 @@ def report_table(markdown: str) -> dict[str, list[str]]:
 
 
 def wandb_run(run_folder: Path) -> dict:
-    """What W&B wrote for the one offline run of a training run folder, read back with
-    wandb's own reader (``wandb leet inspect``): its summary view (config, summary, state,
-    exit_code, tags) plus ``group``, ``job_type`` and the ``history`` rows of its records."""
-    (offline,) = (Path(run_folder) / "wandb").glob("offline-run-*")
-    inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--json"]
-    run = json.loads(subprocess.run([*inspect, "--summary", str(offline)], capture_output=True,
-                                    text=True, check=True).stdout)
-    records = [json.loads(line) for line in subprocess.run(
-        [*inspect, str(offline)], capture_output=True, text=True, check=True).stdout.splitlines()]
-    (start,) = [r["run"] for r in records if r["type"] == "run"]
-    run.update(group=start.get("run_group"), job_type=start.get("job_type"), folder=offline,
-               history=[r["history"]["item"] for r in records if r["type"] == "history"])
+    """What W&B wrote for the one offline run of a training run folder (see wandb_runs)."""
+    (run,) = wandb_runs(run_folder)
     return run
+
+
+def wandb_runs(run_folder: Path) -> list[dict]:
+    """What W&B wrote for each offline run of a training run folder, oldest first, read back
+    with wandb's own reader (``wandb leet inspect``): its summary view (config, summary,
+    state, exit_code, tags) plus ``group``, ``job_type`` and the ``history`` rows."""
+    runs = []
+    for offline in sorted((Path(run_folder) / "wandb").glob("offline-run-*")):
+        inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--json"]
+        run = json.loads(subprocess.run([*inspect, "--summary", str(offline)], capture_output=True,
+                                        text=True, check=True).stdout)
+        records = [json.loads(line) for line in subprocess.run(
+            [*inspect, str(offline)], capture_output=True, text=True, check=True).stdout.splitlines()]
+        (start,) = [r["run"] for r in records if r["type"] == "run"]
+        run.update(group=start.get("run_group"), job_type=start.get("job_type"), folder=offline,
+                   history=[r["history"]["item"] for r in records if r["type"] == "history"])
+        runs.append(run)
+    return runs
 
 
 def write_image(path: Path, kind: str = "rgb", size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:

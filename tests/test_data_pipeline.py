@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
 from torchvision.transforms import TenCrop
 
 from alexnet_lit.data.colour import IMAGENET_EIGVAL, IMAGENET_EIGVEC, PixelStats
 from alexnet_lit.data.decode import DecodeError
-from alexnet_lit.data.views import PaperViews
-from alexnet_lit.train import train
+from alexnet_lit.data.views import TENCROP_CENTRE, PaperViews
+from alexnet_lit.module import AlexNetModule
+from alexnet_lit.train import optim_settings, train
 from conftest import write_image
 
 
@@ -51,6 +53,7 @@ def test_ten_crop_mirrors_the_same_five_patches_at_256_and_227():
     assert torch.equal(views[:, 5:], views[:, :5].flip(-1))
     assert torch.equal(views[:, 4], image[:, 14:241, 14:241].permute(0, 3, 1, 2).float())
     assert torch.equal(views[:, 3], image[:, 29:, 29:].permute(0, 3, 1, 2).float())
+    assert torch.equal(views[:, TENCROP_CENTRE], PaperViews(stats(256), 227)(image, "center"))
 
 
 def test_random_crops_are_uniform_and_half_mirrored_with_the_mean_cut_alike():
@@ -173,3 +176,27 @@ def test_trainer_reports_centre_and_ten_crop_and_skips_a_bad_file(compose_cfg, j
     assert f"{bad}" in (run / "skipped_images.txt").read_text()
     header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"val/top1_err", "val_tencrop/top1_err", "val_tencrop/loss"} <= set(header)
+
+
+def test_centre_and_ten_crop_from_one_pass_score_as_each_alone(compose_cfg, jpeg_folder):
+    """With both views the val set is read and run once; each view's numbers are the ones it
+    gives alone, logged under its own name."""
+    logged, seen = {}, {}
+    for views in ("[center]", "[tencrop]", "[center,tencrop]"):
+        cfg = compose_cfg("experiment=tiny", "data=folder", f"data.root={jpeg_folder}",
+                          "data.num_classes=3", "data.num_workers=0", f"data.val_views={views}")
+        torch.manual_seed(0)  # the same weights each time
+        module = AlexNetModule(OmegaConf.to_container(cfg.model, resolve=True), optim_settings(cfg),
+                               val_views=list(cfg.data.val_views))
+        seen[views] = []
+        module.net.register_forward_pre_hook(lambda _, args, n=seen[views]: n.append(len(args[0])))
+        trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        logged[views] = trainer.validate(module, instantiate(cfg.data), verbose=False)[0]
+    assert {v: sum(n) for v, n in seen.items()} == {"[center]": 3, "[tencrop]": 30, "[center,tencrop]": 30}
+    both = logged["[center,tencrop]"]
+    assert set(both) == {f"{p}/{m}" for p in ("val", "val_tencrop") for m in ("loss", "top1_err", "top3_err")}
+    for name, value in logged["[center]"].items():
+        assert both[name] == pytest.approx(value, rel=1e-6)
+    for name, value in logged["[tencrop]"].items():
+        assert both[name.replace("val/", "val_tencrop/")] == pytest.approx(value, rel=1e-6)
+    assert both["val/loss"] != pytest.approx(both["val_tencrop/loss"], rel=1e-6)

@@ -75,7 +75,7 @@ def test_cifar10_from_jpegs_and_prepared(compose_cfg, tmp_path):
         datamodule.prepare_data()
         datamodule.setup("fit")
         assert datamodule.classes == CIFAR_CLASSES
-        images, labels = next(iter(datamodule.val_dataloader()[0]))
+        images, labels = next(iter(datamodule.val_dataloader()))
         assert images.shape == (16, 32, 32, 3) and labels.tolist() == [0] * 8 + [1] * 8
         images, labels = datamodule.on_after_batch_transfer((images, labels), 0)
         assert images.shape == (16, 3, 28, 28) and images.dtype == torch.float32

@@ -69,6 +69,18 @@ def test_one_ddp_step_of_2x64_matches_one_step_of_1x128(tmp_path, cache_dir):
         torch.testing.assert_close(two[name], g, rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
+def test_a_mid_epoch_checkpoint_holds_the_training_error_counts_of_both_processes(tmp_path, cache_dir):
+    """What a run resumed mid-epoch goes on counting from (alexnet_lit.module)."""
+    run(train_command(tmp_path / "run", cache_dir, *DDP, "+trainer.max_steps=3",
+                      "+trainer.num_sanity_val_steps=0", "callbacks.model_checkpoint.monitor=null",
+                      "callbacks.model_checkpoint.save_top_k=-1", "callbacks.model_checkpoint.filename='step{step}'",
+                      "+callbacks.model_checkpoint.every_n_train_steps=2"))
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "step2.ckpt", weights_only=True)
+    counts = ckpt["train_error_counts"]["top1_err"]
+    assert int(counts["tp"] + counts["fn"]) == 2 * 32  # two global batches of 32: 16 per process
+
+
 def test_a_global_batch_that_does_not_split_fails_before_any_process_starts(compose_cfg):
     cfg = compose_cfg("experiment=tiny", *DDP[:2], "trainer.devices=3", "data.batch_size=32")
     with pytest.raises(ValueError, match=r"data.batch_size=32 is the global batch .* 3 processes"):

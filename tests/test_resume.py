@@ -1,8 +1,12 @@
 """Resume: after kill -9 mid-epoch, or SIGTERM, re-running the same command ends with exactly
-the weights, momentum and lr schedule of an uninterrupted run (CPU, deterministic mode)."""
+the weights, momentum, lr schedule and metrics.csv of an uninterrupted run (CPU,
+deterministic mode)."""
+import csv
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -17,10 +21,11 @@ SAME = ("trainer.deterministic=true", "callbacks.last_checkpoint.every_n_steps=5
 STEPS_PER_EPOCH = 15
 
 
-def start(run_dir, cache) -> subprocess.Popen:
+def start(run_dir, cache, *extra: str, env: dict | None = None) -> subprocess.Popen:
     """The run in the background, its output in run_dir.log."""
     log = open(f"{run_dir}.log", "w")
-    return subprocess.Popen(train_command(run_dir, cache, *SAME), cwd=REPO, stdout=log, stderr=log)
+    return subprocess.Popen(train_command(run_dir, cache, *SAME, *extra), cwd=REPO, stdout=log,
+                            stderr=log, env=env)
 
 
 def output(run_dir) -> str:
@@ -52,13 +57,22 @@ def signal_after_checkpoint(proc: subprocess.Popen, run_dir, min_step: int, sig:
     raise AssertionError(f"no checkpoint at step {min_step} before the run ended:\n{output(run_dir)}")
 
 
-def assert_same_state(a: dict, b: dict) -> None:
+def rows(run_dir) -> list[dict]:
+    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_same_run(run_dir, uninterrupted: dict) -> None:
+    """The same final state, and the same metrics.csv: every step's loss, every epoch's train
+    error (over the whole epoch), val error and lr, each once."""
+    a, b = last(run_dir), uninterrupted["state"]
     assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
     for name, w in a["state_dict"].items():
         assert torch.equal(w, b["state_dict"][name]), name
     for p, q in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
         assert torch.equal(p["velocity"], q["velocity"])
     assert a["lr_schedulers"] == b["lr_schedulers"]  # the plateau schedule saw every epoch
+    assert rows(run_dir) == uninterrupted["rows"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +80,9 @@ def uninterrupted(tmp_path_factory, cache_dir) -> dict:
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     proc = start(run_dir, cache_dir)
     assert proc.wait(timeout=300) == 0, output(run_dir)
-    return last(run_dir)
+    logged = rows(run_dir)
+    assert len(logged) == 2 * (STEPS_PER_EPOCH + 2)  # a row a step, val and train-epoch rows
+    return dict(state=last(run_dir), rows=logged)
 
 
 @pytest.mark.slow
@@ -87,7 +103,7 @@ def test_kill9_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, cache_dir, un
     assert second["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["epoch"] == 1
 
     finish(run, cache_dir)  # ...and again
-    assert_same_state(last(run), uninterrupted)
+    assert_same_run(run, uninterrupted)
 
 
 @pytest.mark.slow
@@ -102,5 +118,33 @@ def test_sigterm_checkpoints_exits_cleanly_and_a_rerun_continues(tmp_path, cache
     assert stopped["global_step"] == results["steps"] < 2 * STEPS_PER_EPOCH  # saved on the way out
 
     finish(run, cache_dir)
-    assert_same_state(last(run), uninterrupted)
+    assert_same_run(run, uninterrupted)
     assert json.loads((run / "results.json").read_text())["status"] == "completed"
+
+
+SIGTERM_IN_VALIDATION = """
+import os, signal
+from lightning.pytorch.callbacks import Callback
+
+class SigtermInValidation(Callback):
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking and trainer.current_epoch == 0 and batch_idx == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_during_validation_finishes_it_first(tmp_path, cache_dir, uninterrupted):
+    """A resumed run never starts inside a validation: the signal waits for its end."""
+    (tmp_path / "sigterm_plugin.py").write_text(SIGTERM_IN_VALIDATION)
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))
+    proc = start(run, cache_dir, "+callbacks.signal._target_=sigterm_plugin.SigtermInValidation", env=env)
+    assert proc.wait(timeout=300) == 0, output(run)
+    assert json.loads((run / "results.json").read_text())["status"] == "interrupted"
+    stopped = last(run)
+    assert stopped["global_step"] == STEPS_PER_EPOCH  # after the first epoch's validation
+    assert rows(run) == uninterrupted["rows"][:STEPS_PER_EPOCH + 2]
+
+    finish(run, cache_dir)
+    assert_same_run(run, uninterrupted)

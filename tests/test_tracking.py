@@ -9,11 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import wandb
+from types import SimpleNamespace
+
 from hydra.utils import instantiate
 from PIL import Image
 
+from alexnet_lit.report import last_attempts, run_from_wandb
 from alexnet_lit.train import train
-from conftest import REPO, wandb_run
+from conftest import REPO, wandb_run, wandb_runs
 
 
 def test_logger_wandb_keeps_the_csv_log_and_combines_with_others(compose_cfg):
@@ -50,6 +53,26 @@ def test_a_run_logs_its_ablations_config_metrics_samples_and_conv1_kernels(
     assert grid.size == (8 * (67 + 1) + 1, 4 * (67 + 1) + 1)  # 32 crops of 67x67, 8 per row
     towers = [Image.open(media / f) for f in kernels[0]["conv1/kernels.filenames"]]
     assert [t.size for t in towers] == [(4 * (8 * 12 + 1), 4 * 13)] * 2  # 8 of 16 kernels, 11x11, x4
+
+
+@pytest.mark.slow
+def test_the_w_and_b_report_counts_the_last_attempt_of_a_resumed_job(compose_cfg, wandb_offline, tmp_path):
+    """A job resumed in its folder opens a second W&B run; both name the job's folder, and the
+    W&B reporter keeps the later one."""
+    train(compose_cfg("experiment=tiny", "logger=wandb", "trainer.max_epochs=1"))
+    train(compose_cfg("experiment=tiny", "logger=wandb", "trainer.max_epochs=2"))  # resumes
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    attempts = wandb_runs(tmp_path / "run")
+    assert len(attempts) == 2
+    assert {a["config"]["run_dir"] for a in attempts} == {str(tmp_path / "run")}
+    api_like = [SimpleNamespace(id=a["folder"].name.rsplit("-", 1)[1], created_at=created, config=a["config"],
+                                summary_metrics=a["summary"], state=a["state"])
+                for a, created in zip(attempts, ("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"))]
+    (kept,) = last_attempts(api_like[::-1])
+    assert kept is api_like[1]
+    run = run_from_wandb(kept.config, kept.summary_metrics, kept.state, kept.id)
+    assert (run.status, run.val_top1, run.train_top1) == (
+        "completed", pytest.approx(results["val_top1_err"]), pytest.approx(results["train_top1_err"]))
 
 
 def start_run(compose_cfg):

@@ -91,8 +91,8 @@ class FolderDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.val_set, shuffle=False) for _ in self.hparams.val_views]
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
@@ -100,12 +100,13 @@ class FolderDataModule(L.LightningDataModule):
         return (images, labels) if keep.all() else (images[keep], labels[keep])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """uint8 (B, S, S, 3) -> float (B, 3, c, c), or (B, 10, 3, c, c) for ten-crop."""
+        """uint8 (B, S, S, 3) -> float (B, 3, c, c), or (B, 10, 3, c, c) for ten-crop. The
+        ten crops hold the centre patch too: one pass over the val set serves every view."""
         images, labels = batch
         if self.trainer is not None and self.trainer.training:
             view = "random" if self.hparams.augment else "center"
         else:
-            view = self.hparams.val_views[dataloader_idx]
+            view = "tencrop" if "tencrop" in self.hparams.val_views else "center"
         return self.views(images, view), labels
 
     def teardown(self, stage: str) -> None:

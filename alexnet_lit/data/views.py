@@ -14,6 +14,7 @@ import torch
 from alexnet_lit.data.colour import PCAColourNoise, PixelStats
 
 VIEWS = ("center", "tencrop")  # the evaluation views; training uses "random" or "center"
+TENCROP_CENTRE = 4  # where the unmirrored centre patch lies among the ten crops
 NORMALIZE = ("paper", "standard")
 
 

@@ -108,8 +108,10 @@ class _AppendingWriter(ExperimentWriter):
                 self.metrics_keys = next(csv.reader(f), [])
 
     def _rows(self) -> list[dict]:
+        """The complete rows: a process killed while appending leaves part of one at the end."""
         with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-            return list(csv.DictReader(f))
+            text = f.read()
+        return list(csv.DictReader(text[:text.rfind("\n") + 1].splitlines()))
 
     def _rewrite(self, rows: list[dict]) -> None:
         partial = f"{self.metrics_file_path}.partial"
@@ -127,10 +129,8 @@ class _AppendingWriter(ExperimentWriter):
         checkpoint the run resumes from: it logs those steps again."""
         self.metrics = [m for m in self.metrics if m["step"] < step]
         if self._fs.isfile(self.metrics_file_path):
-            rows = self._rows()
-            kept = [row for row in rows if int(row["step"]) < step]
-            if len(kept) < len(rows):
-                self._rewrite(kept)
+            kept = [row for row in self._rows() if int(row["step"]) < step]
+            self._rewrite(kept)
 
 
 class ResumableCSVLogger(CSVLogger):

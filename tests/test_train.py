@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from alexnet_lit.results import ResumableCSVLogger
 from alexnet_lit.train import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,6 +69,19 @@ def test_a_resumed_run_keeps_the_metrics_of_the_attempt_before(compose_cfg, tmp_
     rows = read_metrics(tmp_path / "run")
     assert [int(r["epoch"]) for r in rows if r["val/top1_err"]] == [0, 1]
     assert json.loads((tmp_path / "run" / "results.json").read_text())["epochs"] == 2
+
+
+def test_resuming_drops_the_rows_beyond_the_checkpoint_and_a_half_written_one(tmp_path):
+    """A run killed while appending to metrics.csv, resumed from its checkpoint at step 3."""
+    path = tmp_path / "csv" / "metrics.csv"
+    path.parent.mkdir()
+    path.write_text("epoch,step,train/loss\r\n" + "".join(f"0,{s},0.{s}\r\n" for s in range(5)) + "0,1")
+    logger = ResumableCSVLogger(tmp_path, name="csv", version="")
+    logger.forget_from(3)
+    logger.log_metrics({"train/loss": 0.7, "epoch": 0}, step=3)
+    logger.save()
+    assert [(r["step"], r["train/loss"]) for r in read_metrics(tmp_path)] == [
+        ("0", "0.0"), ("1", "0.1"), ("2", "0.2"), ("3", "0.7")]
 
 
 def final_weights(compose_cfg, seed, run) -> torch.Tensor:

@@ -112,15 +112,17 @@ def save(trainer: L.Trainer, path: Path, replay_batch: bool = False) -> None:
     batch's end, moves it on by one when it restores the run."""
     for logger in trainer.loggers:
         logger.save()
-    back = 1 if replay_batch else 0
+    if not replay_batch:
+        trainer.save_checkpoint(path, weights_only=False)
+        return
     sampler, loop = trainer.train_dataloader.sampler, trainer.fit_loop.epoch_loop
-    sampler.taken -= back
-    loop._batches_that_stepped -= back
+    sampler.taken -= 1
+    loop._batches_that_stepped -= 1
     try:
         trainer.save_checkpoint(path, weights_only=False)
     finally:
-        sampler.taken += back
-        loop._batches_that_stepped += back
+        sampler.taken += 1
+        loop._batches_that_stepped += 1
 
 
 class LastCheckpoint(Callback):

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.train import optim_settings, train
-from conftest import compose_config
+from conftest import REPO, compose_config
 
 
 def test_precision_and_cudnn_benchmark_reach_the_trainer(compose_cfg):
@@ -112,3 +112,15 @@ def test_reuse_host_memory_stops_faulting_in_every_new_tensor():
     pages = 2**26 // 4096
     assert faults["default"] > pages / 2  # every allocation mapped and faulted in anew
     assert faults["reuse"] < pages / 50
+
+
+@pytest.mark.slow
+def test_the_throughput_benchmark_runs_both_loops(tmp_path):
+    """benchmarks/train_throughput.py end to end on the tiny network, with the project's
+    callbacks under its Trainer (its figures are measurements for README, not checked here)."""
+    out = tmp_path / "throughput.json"
+    done = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--steps", "2", "--warmup", "1",
+                           "--out", str(out), "experiment=tiny"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fp32 = json.loads(out.read_text())["results"]["fp32"]
+    assert len(fp32["plain"]["all_step_ms"]) == len(fp32["lightning"]["all_step_ms"]) == 2

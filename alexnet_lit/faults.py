@@ -142,6 +142,7 @@ class LastCheckpoint(Callback):
         self.path, self.every_n_steps = Path(path), every_n_steps
         self.saved_step = -1
         self.lightning_handler = None  # SIGTERM's own handler, while validation holds it back
+        self.signalled = False  # before or during that validation
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.saved_step = trainer.global_step  # 0, or the step of the checkpoint resumed from
@@ -158,25 +159,31 @@ class LastCheckpoint(Callback):
         if (trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking
                 or threading.current_thread() is not threading.main_thread()):
             return  # Lightning handles signals in the main thread only
-        self.flagged = trainer.received_sigterm  # came during the last training batch
+        self.signalled = trainer.received_sigterm  # came during the last training batch
         trainer._signal_connector.received_sigterm = False
-        self.signalled = False
         self.lightning_handler = signal.signal(signal.SIGTERM, self._hold)
 
     def _hold(self, signum: int, frame) -> None:
         self.signalled = True
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._release(trainer)
-
-    def _release(self, trainer: L.Trainer) -> None:
-        handler, self.lightning_handler = self.lightning_handler, None
-        if handler is None:
+        """Every process stops if any was signalled, decided together here. The run then stops
+        at the next batch boundary, with this handler left in place: Lightning's would start
+        a collective of its own on each later signal (a forwarded copy, say), which the other
+        processes never join."""
+        if self.lightning_handler is None:
             return
-        signal.signal(signal.SIGTERM, handler)
-        if self.signalled and callable(handler):
-            handler(signal.SIGTERM, None)  # as if the signal came now: it forwards it, flags it
-        trainer._signal_connector.received_sigterm |= self.flagged
+        if trainer.strategy.reduce_boolean_decision(self.signalled, all=False):
+            log.info(f"SIGTERM during validation (rank {trainer.global_rank} "
+                     f"{'signalled' if self.signalled else 'told'}): stopping after it")
+            trainer._signal_connector.received_sigterm = True
+        else:
+            self._release()
+
+    def _release(self) -> None:
+        if self.lightning_handler is not None:
+            signal.signal(signal.SIGTERM, self.lightning_handler)
+            self.lightning_handler = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Lightning skips the plateau schedule's step at the end of the epoch a run resumes
@@ -193,8 +200,8 @@ class LastCheckpoint(Callback):
         save(trainer, self.path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._release(trainer)  # an error inside validation
         if not isinstance(exception, SIGTERMException):
+            self._release()  # an error inside validation: Lightning's handler back
             return
         save(trainer, self.path)
         if SLURMEnvironment.detect():

@@ -1,4 +1,5 @@
 """Shared fixtures: real Hydra composition of conf/, real generated JPEGs, ../shared data."""
+import csv
 import json
 import os
 import subprocess
@@ -59,6 +60,39 @@ def extracted(archive: str, cache: Path) -> Path:
             tar.extractall(cache, filter="data")
         done.touch()
     return cache
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's csv/metrics.csv."""
+    with open(Path(run_dir) / "csv" / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+SIGTERM_IN_VALIDATION = """
+import os, signal
+from lightning.pytorch.callbacks import Callback
+
+class SigtermInValidation(Callback):
+    def __init__(self, ranks=None):
+        self.ranks = ranks
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if (not trainer.sanity_checking and trainer.current_epoch == 0 and batch_idx == 1
+                and (self.ranks is None or trainer.global_rank in self.ranks)):
+            os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+def sigterm_in_validation(folder: Path, ranks: list[int] | None = None) -> tuple[list[str], dict]:
+    """The overrides and environment that make the processes of a run (all, or those of
+    ``ranks``) send themselves SIGTERM in their first validation: a callback module written
+    to ``folder``."""
+    (folder / "sigterm_plugin.py").write_text(SIGTERM_IN_VALIDATION)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), *sys.path]))
+    overrides = ["+callbacks.signal._target_=sigterm_plugin.SigtermInValidation"]
+    if ranks is not None:
+        overrides.append(f"+callbacks.signal.ranks={ranks}")
+    return overrides, env
 
 
 def train_command(run_dir: Path, cache: Path, *overrides: str) -> list[str]:

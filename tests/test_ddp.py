@@ -1,6 +1,5 @@
 """DDP through Lightning on CPU (gloo, two processes): the same validation errors and the same
 gradient as one process, the global batch and lr rules, and DDP jobs inside a Hydra multirun."""
-import csv
 import json
 import subprocess
 import sys
@@ -12,13 +11,13 @@ from hydra.utils import instantiate
 
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.train import optim_settings, train
-from conftest import REPO, train_command
+from conftest import REPO, read_metrics, sigterm_in_validation, train_command
 
 DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
 
 
-def run(command: list[str], cwd=REPO) -> None:
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+def run(command: list[str], cwd=REPO, env: dict | None = None) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -38,8 +37,7 @@ def test_two_processes_validate_like_one(tmp_path, compose_cfg, cache_dir):
     (one,) = trainer.validate(module, datamodule=instantiate(cfg.data, _convert_="all"))
     assert one["val/top1_err"] == ddp["val_top1_err"]
     assert one["val/top5_err"] == ddp["val_top5_err"]
-    with open(run_dir / "csv" / "metrics.csv") as f:
-        (ddp_loss,) = [float(row["val/loss"]) for row in csv.DictReader(f) if row["val/loss"]]
+    (ddp_loss,) = [float(row["val/loss"]) for row in read_metrics(run_dir) if row["val/loss"]]
     assert ddp_loss == pytest.approx(one["val/loss"], rel=1e-6)  # a mean over images, not batches
 
 
@@ -79,6 +77,29 @@ def test_a_mid_epoch_checkpoint_holds_the_training_error_counts_of_both_processe
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "step2.ckpt", weights_only=True)
     counts = ckpt["train_error_counts"]["top1_err"]
     assert int(counts["tp"] + counts["fn"]) == 2 * 32  # two global batches of 32: 16 per process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [None, [1]], ids=["both-signalled", "one-signalled"])
+def test_two_processes_stopped_by_sigterm_in_validation_resume_into_the_uninterrupted_run(
+        tmp_path, cache_dir, ranks):
+    """Both processes signalled (as SLURM does), or one: validation finishes, every process
+    saves and exits; the same command then ends with the weights and metrics.csv of a run
+    never stopped."""
+    same = (*DDP, "data.train_per_class=50", "trainer.deterministic=true")
+    plugin, env = sigterm_in_validation(tmp_path, ranks)
+    run(train_command(tmp_path / "stopped", cache_dir, *same, *plugin), env=env)
+    results = json.loads((tmp_path / "stopped" / "results.json").read_text())
+    assert (results["status"], results["steps"], results["best_epoch"]) == ("interrupted", 15, 0)
+    run(train_command(tmp_path / "stopped", cache_dir, *same))
+    run(train_command(tmp_path / "whole", cache_dir, *same))
+    resumed, whole = (torch.load(tmp_path / r / "checkpoints" / "last.ckpt", weights_only=True)
+                      for r in ("stopped", "whole"))
+    assert resumed["global_step"] == whole["global_step"] == 30
+    for name, w in whole["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], w), name
+    assert resumed["lr_schedulers"] == whole["lr_schedulers"]
+    assert read_metrics(tmp_path / "stopped") == read_metrics(tmp_path / "whole")
 
 
 def test_a_global_batch_that_does_not_split_fails_before_any_process_starts(compose_cfg):

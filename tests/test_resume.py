@@ -1,18 +1,15 @@
 """Resume: after kill -9 mid-epoch, or SIGTERM, re-running the same command ends with exactly
 the weights, momentum, lr schedule and metrics.csv of an uninterrupted run (CPU,
 deterministic mode)."""
-import csv
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from conftest import REPO, train_command
+from conftest import REPO, read_metrics, sigterm_in_validation, train_command
 
 # 500 training images, batch 32: 15 steps an epoch, 2 epochs; a checkpoint every 5 steps;
 # two workers read the sampler ahead of the training loop.
@@ -57,11 +54,6 @@ def signal_after_checkpoint(proc: subprocess.Popen, run_dir, min_step: int, sig:
     raise AssertionError(f"no checkpoint at step {min_step} before the run ended:\n{output(run_dir)}")
 
 
-def rows(run_dir) -> list[dict]:
-    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def assert_same_run(run_dir, uninterrupted: dict) -> None:
     """The same final state, and the same metrics.csv: every step's loss, every epoch's train
     error (over the whole epoch), val error and lr, each once."""
@@ -72,7 +64,7 @@ def assert_same_run(run_dir, uninterrupted: dict) -> None:
     for p, q in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
         assert torch.equal(p["velocity"], q["velocity"])
     assert a["lr_schedulers"] == b["lr_schedulers"]  # the plateau schedule saw every epoch
-    assert rows(run_dir) == uninterrupted["rows"]
+    assert read_metrics(run_dir) == uninterrupted["rows"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +72,7 @@ def uninterrupted(tmp_path_factory, cache_dir) -> dict:
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     proc = start(run_dir, cache_dir)
     assert proc.wait(timeout=300) == 0, output(run_dir)
-    logged = rows(run_dir)
+    logged = read_metrics(run_dir)
     assert len(logged) == 2 * (STEPS_PER_EPOCH + 2)  # a row a step, val and train-epoch rows
     return dict(state=last(run_dir), rows=logged)
 
@@ -122,29 +114,17 @@ def test_sigterm_checkpoints_exits_cleanly_and_a_rerun_continues(tmp_path, cache
     assert json.loads((run / "results.json").read_text())["status"] == "completed"
 
 
-SIGTERM_IN_VALIDATION = """
-import os, signal
-from lightning.pytorch.callbacks import Callback
-
-class SigtermInValidation(Callback):
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        if not trainer.sanity_checking and trainer.current_epoch == 0 and batch_idx == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-"""
-
-
 @pytest.mark.slow
 def test_sigterm_during_validation_finishes_it_first(tmp_path, cache_dir, uninterrupted):
     """A resumed run never starts inside a validation: the signal waits for its end."""
-    (tmp_path / "sigterm_plugin.py").write_text(SIGTERM_IN_VALIDATION)
     run = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))
-    proc = start(run, cache_dir, "+callbacks.signal._target_=sigterm_plugin.SigtermInValidation", env=env)
+    plugin, env = sigterm_in_validation(tmp_path)
+    proc = start(run, cache_dir, *plugin, env=env)
     assert proc.wait(timeout=300) == 0, output(run)
     assert json.loads((run / "results.json").read_text())["status"] == "interrupted"
     stopped = last(run)
     assert stopped["global_step"] == STEPS_PER_EPOCH  # after the first epoch's validation
-    assert rows(run) == uninterrupted["rows"][:STEPS_PER_EPOCH + 2]
+    assert read_metrics(run) == uninterrupted["rows"][:STEPS_PER_EPOCH + 2]
 
     finish(run, cache_dir)
     assert_same_run(run, uninterrupted)

@@ -1,5 +1,4 @@
 """Real training runs: a Lightning Trainer on generated JPEGs, from the real configs."""
-import csv
 import json
 import os
 import subprocess
@@ -10,13 +9,9 @@ import torch
 
 from alexnet_lit.results import ResumableCSVLogger
 from alexnet_lit.train import train
+from conftest import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def read_metrics(run_dir) -> list[dict]:
-    with open(run_dir / "csv" / "metrics.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def epoch_values(rows: list[dict], key: str) -> list[float]:

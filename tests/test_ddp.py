@@ -17,8 +17,11 @@ DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
 
 
 def run(command: list[str], cwd=REPO, env: dict | None = None) -> None:
+    """Run to success; on failure, every process's error lines, then the end of the output."""
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines()
+              if any(word in line for word in ("Error", "error:", "terminate", "what()", "Abort"))]
+    assert done.returncode == 0, "\n".join([*errors[:40], "...", done.stderr[-3000:]])
 
 
 @pytest.mark.slow

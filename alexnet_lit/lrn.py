@@ -34,6 +34,14 @@ def _inverse_power(scale: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.pow(scale, -beta)
 
 
+def _scale(x: torch.Tensor, half: int, alpha: float, k: float) -> torch.Tensor:
+    """A new tensor k + alpha * sum of a[j]^2 over each channel's window."""
+    scale = torch.full_like(x, k).addcmul_(x, x, value=alpha)
+    for dst, src in _neighbours(x.shape[1], half):
+        scale[:, dst].addcmul_(x[:, src], x[:, src], value=alpha)
+    return scale
+
+
 class _LRNFunction(torch.autograd.Function):
     """s = k + alpha * window_sum(a^2), b = a * s^-beta, and the analytic backward
 
@@ -42,10 +50,7 @@ class _LRNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, half, alpha, beta, k):
-        channels = x.shape[1]
-        scale = torch.full_like(x, k).addcmul_(x, x, value=alpha)
-        for dst, src in _neighbours(channels, half):
-            scale[:, dst].addcmul_(x[:, src], x[:, src], value=alpha)
+        scale = _scale(x, half, alpha, k)
         ctx.save_for_backward(x, scale)
         ctx.consts = (half, alpha, beta)
         return _inverse_power(scale, beta).mul_(x)
@@ -80,12 +85,22 @@ class LRN(nn.Module):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
         self.alpha_over_n = alpha_over_n
 
+    @property
+    def window_alpha(self) -> float:
+        """The factor on the plain window sum: alpha, or alpha / n in the alpha_over_n convention."""
+        return self.alpha / self.size if self.alpha_over_n else self.alpha
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alpha = self.alpha / self.size if self.alpha_over_n else self.alpha
         dtype = x.dtype
         if dtype in (torch.float16, torch.bfloat16):
             x = x.float()
-        return _LRNFunction.apply(x, self.size // 2, alpha, self.beta, self.k).to(dtype)
+        return _LRNFunction.apply(x, self.size // 2, self.window_alpha, self.beta, self.k).to(dtype)
+
+    @torch.no_grad()
+    def divisor(self, x: torch.Tensor) -> torch.Tensor:
+        """(k + alpha * sum a^2) ** beta, what each activation is divided by. It equals k ** beta
+        where the layer is a constant rescale, as at unit-scale activations (issue 12)."""
+        return _scale(x.float(), self.size // 2, self.window_alpha, self.k).pow_(self.beta)
 
     def extra_repr(self) -> str:
         convention = "alpha/n (Caffe, PyTorch)" if self.alpha_over_n else "paper"

@@ -4,8 +4,11 @@ The table lives in ``conf/model/alexnet.yaml``: an ordered mapping from layer na
 either a convolution row ``{out, kernel, stride, pad, split}`` or the word ``lrn`` or
 ``maxpool``. A row set to ``null`` is removed; the next layer's input channels follow
 from what is left, so depth ablations are one line. ``split: true`` marks the layers
-that see only their own tower's maps (Section 3.2): they get ``groups=towers``.
+that see only their own tower's maps (Section 3.2): they get ``groups=towers``. ``width``
+multiplies the kernels of the rows it names, relative to whatever table was composed
+(``one_tower`` halves conv1..conv4 of the full net and of every preset alike).
 """
+import math
 from collections import OrderedDict
 
 import torch
@@ -14,7 +17,10 @@ from torch import nn
 from alexnet_lit.lrn import LRN
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}  # Section 3.1
-INITS = ("paper", "caffe", "kaiming")
+INITS = ("paper", "caffe", "paper_gain", "kaiming")
+# The paper network's fan-in (inputs per output unit) of each learned layer, for paper_gain.
+PAPER_FAN_IN = {"conv1": 3 * 11 * 11, "conv2": 48 * 5 * 5, "conv3": 256 * 3 * 3, "conv4": 192 * 3 * 3,
+                "conv5": 192 * 3 * 3, "fc6": 256 * 6 * 6, "fc7": 4096, "fc8": 4096}
 # Section 5: "We initialized the neuron biases in the second, fourth, and fifth
 # convolutional layers, as well as in the fully-connected hidden layers, with 1."
 BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
@@ -26,7 +32,7 @@ class AlexNet(nn.Module):
     def __init__(self, features: dict, classifier: dict, num_classes: int = 1000,
                  input_size: int = 227, towers: int = 2, activation: str = "relu",
                  lrn: dict | None = None, pool: dict | None = None, dropout: float = 0.5,
-                 init: str = "paper"):
+                 init: str = "paper", width: dict | None = None):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.activation={activation!r}: expected one of {sorted(ACTIVATIONS)}")
@@ -36,6 +42,10 @@ class AlexNet(nn.Module):
             raise ValueError(f"model.towers={towers}: the paper's net has 2 towers, its comparison net 1")
         act = ACTIVATIONS[activation]
         pool = pool or {"kernel": 3, "stride": 2}
+        width = width or {}
+        unknown = sorted(set(width) - set(features))
+        if unknown:
+            raise ValueError(f"model.width names {unknown}, which are not rows of model.features")
         self.input_size, self.init, self.activation = input_size, init, activation
 
         layers, channels, size = OrderedDict(), 3, input_size
@@ -50,10 +60,11 @@ class AlexNet(nn.Module):
                 size = (size - pool["kernel"]) // pool["stride"] + 1
             else:
                 groups = towers if row.get("split", False) else 1
-                layers[name] = nn.Conv2d(channels, row["out"], row["kernel"], row["stride"],
+                out = round(row["out"] * width.get(name, 1))
+                layers[name] = nn.Conv2d(channels, out, row["kernel"], row["stride"],
                                          row["pad"], groups=groups)
                 layers[name.replace("conv", "act")] = act()
-                channels = row["out"]
+                channels = out
                 size = (size + 2 * row["pad"] - row["kernel"]) // row["stride"] + 1
             if size < 1:
                 raise ValueError(f"model.features.{name}: no output left from a "
@@ -84,6 +95,9 @@ class AlexNet(nn.Module):
         - ``paper`` (Section 5): weights ~ N(0, 0.01); biases 1 in conv2, conv4, conv5,
           fc6, fc7 and 0 elsewhere. Often fails to start learning at lr 0.01.
         - ``caffe`` (bvlc_alexnet): as paper, but those biases 0.1 and std 0.005 on fc6, fc7.
+        - ``paper_gain``: as paper, with each layer's std scaled by sqrt(paper's fan-in / its
+          fan-in), so a narrower network (the CPU presets) passes signals on with the paper
+          network's gain per layer instead of letting them fade.
         - ``kaiming``: He-normal weights (fan-in, gain for the activation), biases 0,
           fc8 ~ N(0, 0.01).
         """
@@ -93,6 +107,8 @@ class AlexNet(nn.Module):
                 nn.init.zeros_(layer.bias)
                 continue
             std = 0.005 if self.init == "caffe" and name in ("fc6", "fc7") else 0.01
+            if self.init == "paper_gain":
+                std *= math.sqrt(PAPER_FAN_IN[name] / layer.weight[0].numel())
             nn.init.normal_(layer.weight, 0.0, std)
-            one = {"paper": 1.0, "caffe": 0.1, "kaiming": 0.0}[self.init]
+            one = {"paper": 1.0, "paper_gain": 1.0, "caffe": 0.1, "kaiming": 0.0}[self.init]
             nn.init.constant_(layer.bias, one if name in BIAS_ONE else 0.0)

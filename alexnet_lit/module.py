@@ -10,6 +10,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from alexnet_lit.data.views import TENCROP_CENTRE
 from alexnet_lit.optim import build_optimizer, build_scheduler
+from alexnet_lit.probes import LayerActivity
 
 
 class TopKError(MulticlassAccuracy):
@@ -84,10 +85,12 @@ class AlexNetModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
-        if images.dim() == 5:  # (B, 10, C, H, W): the ten crops, one forward pass
-            logits = self(images.flatten(0, 1)).unflatten(0, images.shape[:2])
-        else:
-            logits = self(images)[:, None]
+        with LayerActivity(self.net, enabled=batch_idx == 0) as activity:
+            if images.dim() == 5:  # (B, 10, C, H, W): the ten crops, one forward pass
+                logits = self(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+            else:
+                logits = self(images)[:, None]
+        self.log_dict(activity.stats)  # LRN's divisor and dead units, from the first batch
         for view, metrics, mean_loss in zip(self.hparams.val_views, self.val_metrics, self.val_losses):
             if view == "tencrop":  # the softmax outputs averaged
                 scores = F.softmax(logits, dim=2).mean(1)

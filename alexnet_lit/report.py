@@ -3,10 +3,13 @@
     python -m alexnet_lit.report SWEEP_DIR                      # the jobs' results.json, no network
     python -m alexnet_lit.report --wandb ENTITY/PROJECT --group G   # the same from the W&B API
 
-writes ``report.md`` and ``report.png`` (into SWEEP_DIR, or ``--out``): per ablation, our final
-validation top-1 and top-5 error (mean ± sd over seeds, n completed runs), the change against
-``none``, the paper's change beside it (``ablations/paper_table.csv``, the one place its
-numbers live) and whether the signs agree. Runs still going or failed are counted as such.
+writes ``report.md`` and ``report.png`` (into SWEEP_DIR, or ``--out``): the setting of the runs
+(network size, init, inputs, epochs, views, classes), then per ablation our final validation
+top-1 and top-5 error (mean ± sd over seeds, n completed runs), the change against ``none``
+with its 95% Welch t-interval, the paper's change beside it (``ablations/paper_table.csv``, the
+one place its numbers live), a verdict (agrees or disagrees where the interval excludes 0,
+not resolved where it holds 0), whether every run learned, and what LRN did. Runs still going
+or failed are counted as such.
 """
 import argparse
 import csv
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from scipy import stats as scipy_stats
 
 PAPER_TABLE = Path(__file__).resolve().parent.parent / "ablations" / "paper_table.csv"
 METRICS = {"val_top1": "val top-1", "val_top5": "val top-5", "train_top1": "train top-1"}
@@ -38,14 +42,45 @@ class Run:
     train_top1: float | None
     source: str  # the job folder or W&B run
     wall_time_s: float | None = None
+    learning: str | None = None  # results.json's learning verdict: learns, exploded, at chance
+    lrn: dict | None = None  # per LRN layer: the divisor's mean over k ** beta
+    setting: dict | None = None  # what the run was (SETTING's keys)
+
+
+# What a comparison with the paper must state about the runs behind it (the config's keys).
+SETTING = {"classes": "data.num_classes", "init": "model.init", "inputs": "data.normalize",
+           "crop": "model.input_size", "image size": "data.image_size", "batch": "data.batch_size",
+           "lr": "optim.lr", "epochs": "trainer.max_epochs", "views": "data.val_views",
+           "towers": "model.towers"}
+
+
+def setting_of(config: dict) -> dict:
+    """SETTING's values in a run's resolved config (``.hydra/config.yaml`` or W&B's)."""
+    config, values = OmegaConf.create(config), {}
+    for name, key in SETTING.items():
+        value = OmegaConf.select(config, key, default=None)
+        values[name] = ",".join(value) if OmegaConf.is_list(value) else value
+    return values
+
+
+def lrn_ratios(lrn: dict | None) -> dict | None:
+    """Each LRN layer's mean divisor over k ** beta: 1.0 is a constant rescale."""
+    if not lrn:
+        return None
+    return {name: s["divisor_mean"] / s["k_beta"] for name, s in lrn.items() if s.get("divisor_mean")}
 
 
 def run_from_results(path: Path) -> Run:
-    """A job folder's ``results.json`` (alexnet_lit/results.py)."""
+    """A job folder's ``results.json`` (alexnet_lit/results.py) and ``.hydra/config.yaml``."""
     try:
         r = json.loads(path.read_text())
+        config = path.parent / ".hydra" / "config.yaml"
+        setting = setting_of(OmegaConf.to_container(OmegaConf.load(config))) if config.is_file() else None
+        if setting is not None:
+            setting["parameters"] = r.get("params")
         return Run("+".join(r["ablation"]), r["seed"], r["status"], r["val_top1_err"], r["val_top5_err"],
-                   r["train_top1_err"], str(path.parent), r["wall_time_s"])
+                   r["train_top1_err"], str(path.parent), r["wall_time_s"],
+                   (r.get("learning") or {}).get("verdict"), lrn_ratios(r.get("lrn")), setting)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
     except KeyError as error:
@@ -54,9 +89,15 @@ def run_from_results(path: Path) -> Run:
 
 def run_from_wandb(config: dict, summary: dict, state: str, source: str) -> Run:
     """A W&B run: ``config`` and ``summary`` as the API returns them, ``state`` its run state."""
+    lrn = {key.split("/")[1].removesuffix("_divisor_mean"): summary[key] for key in summary
+           if key.startswith("lrn/") and key.endswith("_divisor_mean")}
+    setting = dict(setting_of(config), parameters=config.get("params"))
+    lrn_cfg = (config.get("model") or {}).get("lrn")
+    k_beta = lrn_cfg["k"] ** lrn_cfg["beta"] if lrn_cfg else None
     return Run("+".join(config["ablation"]), config.get("seed"), WANDB_STATUS.get(state, state),
                summary.get("val/top1_err"), summary.get("val/top5_err"), summary.get("train/top1_err"),
-               source, summary.get("_runtime"))
+               source, summary.get("_runtime"), None,
+               {n: v / k_beta for n, v in lrn.items()} if k_beta and lrn else None, setting)
 
 
 def sweep_runs(sweep_dir: Path) -> tuple[list[Run], list[Path]]:
@@ -115,6 +156,23 @@ def paper_table(path: Path = PAPER_TABLE) -> dict[str, dict]:
     return rows
 
 
+CONFIDENCE = 0.95
+
+
+@dataclass
+class Delta:
+    """A difference of two means (percentage points) with its Welch t-interval: ``low`` and
+    ``high`` are None without two runs on each side or with no spread at all."""
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def resolved(self) -> bool:
+        """The interval excludes 0."""
+        return self.low is not None and (self.low > 0 or self.high < 0)
+
+
 @dataclass
 class Stat:
     """Mean and sample standard deviation, in percent, over n completed runs."""
@@ -130,11 +188,18 @@ class Stat:
         return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None,
                    len(values))
 
-    def minus(self, other: "Stat") -> tuple[float, float | None]:
-        """The difference of means and its standard error (None without two runs each)."""
-        se = (math.sqrt(self.sd ** 2 / self.n + other.sd ** 2 / other.n)
-              if self.sd is not None and other.sd is not None else None)
-        return self.mean - other.mean, se
+    def minus(self, other: "Stat") -> Delta:
+        """The difference of means and its CONFIDENCE Welch t-interval (unequal variances, the
+        Welch-Satterthwaite degrees of freedom): with 2 or 3 runs a side it is wide, as it must be."""
+        value = self.mean - other.mean
+        if self.sd is None or other.sd is None:
+            return Delta(value)
+        a, b = self.sd ** 2 / self.n, other.sd ** 2 / other.n
+        if a + b == 0:
+            return Delta(value)
+        dof = (a + b) ** 2 / (a ** 2 / (self.n - 1) + b ** 2 / (other.n - 1))
+        half = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * math.sqrt(a + b)
+        return Delta(value, value - half, value + half)
 
 
 def summarise(runs: list[Run], paper: dict[str, dict]) -> list[dict]:
@@ -149,13 +214,27 @@ def summarise(runs: list[Run], paper: dict[str, dict]) -> list[dict]:
     rows = []
     for name in names:
         mine = [r for r in runs if r.ablation == name]
+        done = [r for r in mine if r.status == "completed"]
         row = dict(ablation=name, paper=paper.get(name), stats=stats[name],
-                   counts=Counter(r.status for r in mine))
+                   counts=Counter(r.status for r in mine),
+                   learning=Counter(r.learning or "unknown" for r in done), lrn=mean_lrn(done))
         base = stats.get("none", {}) if name != "none" else {}
         row["delta"] = {m: stats[name][m].minus(base[m]) if stats[name][m] and base.get(m) else None
                         for m in METRICS}
         rows.append(row)
+    learned = {row["ablation"]: set(row["learning"]) <= {"learns", "unknown"} for row in rows}
+    for row in rows:
+        row["comparable"] = learned[row["ablation"]] and learned.get("none", True)
     return rows
+
+
+def mean_lrn(runs: list[Run]) -> dict[str, float]:
+    """Per LRN layer the mean, over the runs, of its divisor over k ** beta."""
+    layers = {}
+    for run in runs:
+        for name, ratio in (run.lrn or {}).items():
+            layers.setdefault(name, []).append(ratio)
+    return {name: statistics.fmean(v) for name, v in layers.items()}
 
 
 def expected_sign(paper_row: dict) -> int | None:
@@ -167,8 +246,9 @@ def expected_sign(paper_row: dict) -> int | None:
 
 
 def agreement(row: dict) -> str:
-    """Whether our change has the paper's sign, on the paper row's metric; 'within noise'
-    when it is smaller than twice its standard error."""
+    """On the paper row's metric: ``agrees`` or ``disagrees`` where our interval excludes 0 (on
+    the paper's side of it or not), ``not resolved`` where it holds 0 or there is none; ``no
+    verdict`` where a run of the row or of ``none`` did not learn."""
     sign = expected_sign(row["paper"])
     if sign is None:
         return ""
@@ -176,11 +256,11 @@ def agreement(row: dict) -> str:
     delta = row["delta"][metric]
     if delta is None:
         return "no data"
-    value, se = delta
-    verdict = "yes" if value * sign > 0 else "no"
-    if se is not None and abs(value) < 2 * se:
-        verdict += ", within noise"
-    return f"{verdict} ({METRICS[metric]})"
+    if not row["comparable"]:
+        return f"no verdict: a run did not learn ({METRICS[metric]})"
+    if not delta.resolved:
+        return f"not resolved ({METRICS[metric]})"
+    return f"{'agrees' if delta.value * sign > 0 else 'disagrees'} ({METRICS[metric]})"
 
 
 def fmt_stat(stat: Stat | None) -> str:
@@ -189,11 +269,20 @@ def fmt_stat(stat: Stat | None) -> str:
     return f"{stat.mean:.1f}" + (f" ± {stat.sd:.1f}" if stat.sd is not None else "")
 
 
-def fmt_delta(delta: tuple[float, float | None] | None) -> str:
+def fmt_delta(delta: Delta | None) -> str:
     if delta is None:
         return "—"
-    value, se = delta
-    return f"{value:+.1f}" + (f" ± {se:.1f}" if se is not None else "")
+    interval = f" [{delta.low:+.1f}, {delta.high:+.1f}]" if delta.low is not None else ""
+    return f"{delta.value:+.1f}{interval}"
+
+
+def fmt_learning(learning: Counter) -> str:
+    """'3 learns', '2 learns, 1 exploded and at chance'."""
+    return ", ".join(f"{n} {verdict}" for verdict, n in sorted(learning.items(), key=lambda kv: -kv[1]))
+
+
+def fmt_lrn(lrn: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ratio:.2f}" for name, ratio in lrn.items()) if lrn else "off"
 
 
 def fmt_paper(row: dict, key: str) -> str:
@@ -211,6 +300,31 @@ def fmt_runs(counts: Counter) -> str:
     return str(counts["completed"]) + (f" ({', '.join(extra)})" if extra else "")
 
 
+INPUTS = {"paper": "raw RGB minus the mean image (the paper's)",
+          "standard": "per-channel standardised (x/255 - mean) / std"}
+
+
+def setting_lines(runs: list[Run]) -> list[str]:
+    """What the runs were, as a comparison with the paper must say: each SETTING key's values
+    over the runs (one value where the sweep held it fixed), and the size of ``none``."""
+    settings = [r.setting for r in runs if r.setting]
+    if not settings:
+        return ["Setting: unknown (no run config found)."]
+    values = {key: sorted({str(s.get(key)) for s in settings}) for key in SETTING}
+    values["inputs"] = [INPUTS.get(v, v) for v in values["inputs"]]
+    size = sorted({s["parameters"] for r, s in zip(runs, settings) if r.ablation == "none" and s.get("parameters")})
+    parts = [f"{key} {' / '.join(v)}" for key, v in values.items()]
+    lines = ["Setting of our runs: " + "; ".join(parts) + "."]
+    if size:
+        lines.append(f"The full model (`none`) has {' / '.join(f'{p:,}' for p in size)} parameters "
+                     "(the paper's: 60,965,224).")
+    lines.append("The paper's numbers are ILSVRC-2012 (1000 classes, 1.2 M images, about 90 epochs), "
+                 "its single-CNN errors from ten-crop prediction: top-5 of 1000 classes is a far "
+                 "harder task than top-5 of a few, so compare the direction and rough size of "
+                 "changes, not errors.")
+    return lines
+
+
 def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None,
              missing: list[Path]) -> str:
     lines = [
@@ -218,14 +332,21 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
         f"Source: {source}  ", *([f"Sweep: `{command}`  "] if command else []),
         f"Training time: {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min, summed over the runs  ",
         f"Report: `python -m alexnet_lit.report {shlex.join(sys.argv[1:])}`", "",
-        "Final-epoch validation error in %, mean ± sd over the completed runs (seeds); Δ is the "
-        "change against `none` in percentage points, ± its standard error. The paper's Δ is "
-        "its change on ILSVRC-2012 without the component (its row for `none`: the errors), "
-        "`+` where it reports only the direction. *Agrees* compares the signs on the metric "
-        "in brackets; *within noise*: |Δ| < 2 standard errors.", "",
-        "| ablation | component switched off | runs | val top-1 % | Δ top-1 | paper | "
-        "val top-5 % | Δ top-5 | paper | train top-1 % | Δ train top-1 | agrees |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *setting_lines(runs), "",
+        "Final-epoch error in %, mean ± sd over the n completed runs (seeds). Δ is the change "
+        "against `none` in percentage points with its 95% Welch t-interval in brackets (none "
+        "without two runs on each side); with n = 2 or 3 a side such intervals are wide, as "
+        "they must be. The paper's Δ is its change without the component (its row for `none`: "
+        "the errors), `+` where it reports only the direction. *Verdict*, on the metric in "
+        "brackets: *agrees* or *disagrees* where the interval excludes 0, *not resolved* where "
+        "it holds 0; no verdict where a run of the row or of `none` did not learn. *Learning*: "
+        "each run's verdict from results.json (exploded: a training loss above 3 ln(classes); at "
+        "chance: final val accuracy within 3 binomial sd of 1/classes). *LRN*: each LRN layer's "
+        "mean divisor (k + α Σa²)^β at the last validation over k^β; 1.00 is a constant rescale.",
+        "",
+        "| ablation | component switched off | n | val top-1 % | Δ top-1 | paper | "
+        "val top-5 % | Δ top-5 | paper | train top-1 % | Δ train top-1 | verdict | learning | LRN |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         s, d, paper = row["stats"], row["delta"], row["paper"]
@@ -234,7 +355,8 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
             f"| `{row['ablation']}`", component, fmt_runs(row["counts"]),
             fmt_stat(s["val_top1"]), fmt_delta(d["val_top1"]), fmt_paper(row, "paper_top1"),
             fmt_stat(s["val_top5"]), fmt_delta(d["val_top5"]), fmt_paper(row, "paper_top5"),
-            fmt_stat(s["train_top1"]), fmt_delta(d["train_top1"]), agreement(row)]) + " |")
+            fmt_stat(s["train_top1"]), fmt_delta(d["train_top1"]), agreement(row),
+            fmt_learning(row["learning"]), fmt_lrn(row["lrn"])]) + " |")
     if missing:
         lines += ["", "Job folders without results.json (failed or stopped before training began): "
                   + ", ".join(f"`{p}`" for p in missing)]
@@ -244,7 +366,7 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
 
 
 def chart(rows: list[dict], path: Path) -> None:
-    """Our Δ top-1 and top-5 (with standard errors) against the paper's, per ablation."""
+    """Our Δ top-1 and top-5 (with 95% intervals) against the paper's, per ablation."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -253,10 +375,12 @@ def chart(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
     ys = range(len(rows))
     for ax, metric, key in zip(axes, ("val_top1", "val_top5"), ("paper_top1", "paper_top5")):
-        ours = [r["delta"][metric] or (math.nan, None) for r in rows]
+        ours = [r["delta"][metric] or Delta(math.nan) for r in rows]
         paper = [r["paper"][key] if r["paper"] and r["paper"][key] is not None else math.nan for r in rows]
-        ax.barh([y + 0.2 for y in ys], [v for v, _ in ours], height=0.4, label="ours (± standard error)",
-                xerr=[se or 0 for _, se in ours], color="tab:blue")
+        errors = [[d.value - d.low if d.low is not None else 0 for d in ours],
+                  [d.high - d.value if d.high is not None else 0 for d in ours]]
+        ax.barh([y + 0.2 for y in ys], [d.value for d in ours], height=0.4,
+                label="ours (95% interval)", xerr=errors, color="tab:blue")
         ax.barh([y - 0.2 for y in ys], paper, height=0.4, label="paper (ILSVRC-2012)", color="tab:orange")
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_title(f"Δ {METRICS[metric]} error vs none (percentage points)")

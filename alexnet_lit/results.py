@@ -9,12 +9,15 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from alexnet_lit.lrn import LRN
 
 
 def git_commit() -> str | None:
@@ -42,22 +45,96 @@ def _metric(metrics: dict, key: str) -> float | None:
     return None if value is None else float(value)
 
 
+EXPLODED = 3.0  # a training loss above this many times chance's, ln(classes), is a blow-up
+CHANCE_Z = 3.0  # final val accuracy within this many binomial sds of 1/classes is chance
+
+
+class LossWatch:
+    """The first and the largest training loss and the step of the largest, kept on the
+    loss's device (no host sync per step)."""
+
+    def __init__(self):
+        self.first = self.largest = self.step = None
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        loss = loss.detach().float()
+        if self.first is None:
+            self.first, self.largest, self.step = loss, loss, torch.tensor(step, device=loss.device)
+            return
+        bigger = loss > self.largest
+        self.largest = torch.where(bigger, loss, self.largest)
+        self.step = torch.where(bigger, torch.tensor(step, device=loss.device), self.step)
+
+    def state_dict(self) -> dict:
+        return {} if self.first is None else dict(first=float(self.first), largest=float(self.largest),
+                                                  step=int(self.step))
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.first, self.largest, self.step = (torch.tensor(state[k]) for k in ("first", "largest", "step"))
+
+
+def learning_verdict(classes: int, watch: dict, val_top1_err: float | None, val_images: int) -> dict:
+    """Whether a run learned: ``exploded`` where a training loss passed EXPLODED x ln(classes),
+    ``at chance`` where the last validation's top-1 accuracy is within CHANCE_Z binomial
+    standard deviations of 1/classes, both where both hold, else ``learns``."""
+    chance_loss, chance_acc = math.log(classes), 1 / classes
+    verdict = dict(chance_loss=round(chance_loss, 4), first_train_loss=watch.get("first"),
+                   max_train_loss=watch.get("largest"), max_train_loss_step=watch.get("step"))
+    exploded = watch.get("largest", 0) > EXPLODED * chance_loss
+    at_chance = None
+    if val_top1_err is not None and val_images:
+        sd = math.sqrt(chance_acc * (1 - chance_acc) / val_images)
+        at_chance = (1 - val_top1_err) - chance_acc < CHANCE_Z * sd
+    words = [w for w, flag in (("exploded", exploded), ("at chance", at_chance)) if flag]
+    verdict["verdict"] = " and ".join(words) if words else ("learns" if at_chance is False else "unknown")
+    return verdict
+
+
+def layer_activity(metrics: dict, net: torch.nn.Module) -> dict:
+    """``lrn``: per LRN layer the divisor's mean and 95th percentile at the last validation
+    beside ``k ** beta``, its value for a constant rescale; ``dead_units``: per ReLU layer
+    the fraction of units silent on a whole batch (alexnet_lit.probes)."""
+    lrn = {name.rsplit(".", 1)[-1]: dict(k_beta=layer.k ** layer.beta)
+           for name, layer in net.named_modules() if isinstance(layer, LRN)}
+    for name, stats in lrn.items():
+        for stat in ("mean", "p95"):
+            stats[f"divisor_{stat}"] = _metric(metrics, f"lrn/{name}_divisor_{stat}")
+    dead = {k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith("dead/")}
+    return dict(lrn=lrn, dead_units=dead)
+
+
 class ResultsWriter(Callback):
     """Keeps ``path`` up to date: status (running, completed, failed, interrupted by
     SIGTERM), final and best validation top-1/top-5 error, train error, epochs, steps,
-    processes, wall time, plus ``meta``
+    processes, wall time, whether the run learns (``learning``), what its LRN layers and ReLUs
+    did at the last validation (``lrn``, ``dead_units``; alexnet_lit.probes), plus ``meta``
     (ablation names, seed, init, parameter count, git commit)."""
 
     def __init__(self, path: str | Path, meta: dict):
         self.path, self.meta = Path(path), dict(meta)
         self.best: dict = {}
         self.elapsed_before = 0.0  # wall time of earlier, resumed-from runs
+        self.loss_watch, self.val_images = LossWatch(), 0
 
     def state_dict(self) -> dict:
-        return dict(best=self.best, elapsed=self.elapsed_before + time.time() - self.start)
+        return dict(best=self.best, elapsed=self.elapsed_before + time.time() - self.start,
+                    loss_watch=self.loss_watch.state_dict())
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.elapsed_before = state["best"], state["elapsed"]
+        self.loss_watch.load_state_dict(state.get("loss_watch", {}))
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        self.loss_watch.update(outputs["loss"], trainer.global_step - 1)  # the step just taken
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.val_images = 0
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.val_images += len(batch[1]) * trainer.world_size  # each process holds 1/N of them
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.time()
@@ -90,8 +167,12 @@ class ResultsWriter(Callback):
         if not trainer.is_global_zero:
             return
         m = trainer.callback_metrics
+        net = trainer.lightning_module.net
         write_json(self.path, dict(
             self.meta, **self.best, **extra, status=status,
+            learning=learning_verdict(net.classifier.fc8.out_features, self.loss_watch.state_dict(),
+                                      _metric(m, "val/top1_err"), self.val_images),
+            **layer_activity(m, net),
             val_top1_err=_metric(m, "val/top1_err"), val_top5_err=_metric(m, "val/top5_err"),
             train_top1_err=_metric(m, "train/top1_err"), train_top5_err=_metric(m, "train/top5_err"),
             epochs=trainer.current_epoch, steps=trainer.global_step, processes=trainer.world_size,

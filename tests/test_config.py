@@ -4,7 +4,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 
-def test_default_config_is_the_papers_recipe(compose_cfg):
+def test_default_config_is_the_papers_recipe_but_for_the_init(compose_cfg):
+    """Everything the paper's, with bvlc_alexnet's init (README "The default recipe": the
+    paper's literal one blew up and collapsed on real images); model.init=paper restores it."""
     cfg = compose_cfg()
     assert cfg.seed == 0 and cfg.ckpt_path == "last"
     assert OmegaConf.to_container(cfg.optim) == {
@@ -12,7 +14,8 @@ def test_default_config_is_the_papers_recipe(compose_cfg):
         "scheduler": {"name": "plateau", "monitor": "val/top1_err", "factor": 0.1,
                       "patience": 2, "milestones": None}}
     assert cfg.data.batch_size == 128 and cfg.data.image_size == 256 and cfg.data.crop_size == 227
-    assert cfg.model.init == "paper" and cfg.model.dropout == 0.5 and cfg.model.towers == 2
+    assert cfg.data.normalize == "paper" and cfg.data.augment and cfg.data.pca_noise
+    assert cfg.model.init == "caffe" and cfg.model.dropout == 0.5 and cfg.model.towers == 2
     assert cfg.model.lrn == {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0, "alpha_over_n": False}
     assert cfg.trainer.max_epochs == 90
 

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 
 from alexnet_lit.data.colour import IMAGENET_MEAN
 from alexnet_lit.prepare import main as prepare_main
+from alexnet_lit.probes import LayerActivity
 from alexnet_lit.train import train
 from conftest import SHARED_DATA, extracted
 
@@ -91,3 +92,25 @@ def test_cifar10_offline_download_error_says_what_to_do(compose_cfg, tmp_path):
     else:  # the internet was reachable: torchvision's CIFAR-10 became a prepared folder
         datamodule.setup("fit")
         assert datamodule.classes == CIFAR_CLASSES and len(datamodule.train_set) == 50000
+
+
+@pytest.mark.parametrize("preset, acts", [("table_cpu", True), ("tiny", False)])
+def test_lrn_acts_on_the_table_presets_real_inputs(compose_cfg, shared_cache, tmp_path, preset, acts):
+    """Issue 12: with standardised inputs and Kaiming init (experiment=tiny) LRN's divisor is
+    k^beta to within 0.2%, a constant rescale; on the table preset's raw pixels minus the mean
+    image, at its init, real Imagenette images make it measurably larger."""
+    imagenette = extracted("imagenette2_224.tar", shared_cache) / "imagenette2_224"
+    source = tmp_path / "imagenette"
+    subset(imagenette / "train", source / "train", 4)
+    subset(imagenette / "val", source / "val", 4)
+    cfg = compose_cfg(f"experiment={preset}", "data=folder", f"data.root={source}", "data.num_classes=10")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    images, _ = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
+    torch.manual_seed(0)
+    net = instantiate(cfg.model).eval()
+    with LayerActivity(net) as activity, torch.no_grad():
+        net(images)
+    k_beta = cfg.model.lrn.k ** cfg.model.lrn.beta
+    ratio = float(activity.stats["lrn/norm1_divisor_p95"]) / k_beta
+    assert (ratio > 1.01) is acts and ratio < 1.5, ratio

@@ -1,5 +1,6 @@
 """The network against PAPER.md: parameter count, shapes, LRN, towers, ablations, init."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,9 +10,10 @@ from torch import nn
 
 from alexnet_lit.lrn import LRN
 from alexnet_lit.model import AlexNet
+from alexnet_lit.train import CONFIG_DIR
 
-ABLATIONS = ["none", "tanh", "no_lrn", "no_overlap", "one_tower", "no_pca", "no_augment",
-             "no_dropout", "no_conv3", "no_conv4", "no_conv5", "no_weight_decay"]
+ABLATIONS = sorted(p.stem for p in (Path(CONFIG_DIR) / "ablation").glob("*.yaml"))
+PRESETS = [None, "tiny", "quickstart", "table_cpu"]  # None: the paper's network
 
 
 @pytest.fixture
@@ -130,7 +132,7 @@ def test_every_ablation_builds_the_model_it_claims(build, ablation):
         assert acts == [nn.Tanh] * 7
     else:
         assert acts == [nn.ReLU] * (7 - (ablation.startswith("no_conv")))
-    assert len(layers(net, LRN)) == (0 if ablation == "no_lrn" else 2)
+    assert len(layers(net, LRN)) == {"no_lrn": 0, "no_conv2": 1}.get(ablation, 2)
     assert {(p.kernel_size, p.stride) for p in pools.values()} == (
         {(2, 2)} if ablation == "no_overlap" else {(3, 2)})
     assert list(pools) == ["pool1", "pool2", "pool5"]
@@ -138,6 +140,9 @@ def test_every_ablation_builds_the_model_it_claims(build, ablation):
     if ablation == "one_tower":
         expected_convs = {"conv1": (3, 48, 1), "conv2": (48, 128, 1), "conv3": (128, 192, 1),
                           "conv4": (192, 192, 1), "conv5": (192, 256, 1)}
+    if ablation == "no_conv2":
+        del expected_convs["conv2"]
+        expected_convs["conv3"] = (96, 384, 1)
     if ablation == "no_conv3":
         del expected_convs["conv3"]
         expected_convs["conv4"] = (256, 384, 2)
@@ -155,6 +160,61 @@ def test_every_ablation_builds_the_model_it_claims(build, ablation):
     assert cfg.optim.weight_decay == (0.0 if ablation == "no_weight_decay" else 0.0005)
     with torch.no_grad():
         assert net(torch.randn(2, 3, 227, 227)).shape == (2, 1000)
+
+
+def relative_convs(base: AlexNet, ablation: str) -> dict[str, tuple[int, int, int]]:
+    """What ``ablation`` claims to make of ``base``'s convolutions: (in, out, groups) each."""
+    rows = {n: (m.out_channels, m.groups) for n, m in layers(base, nn.Conv2d).items()}
+    if ablation.startswith("no_conv"):
+        del rows[ablation[3:]]
+    if ablation == "one_tower":  # half the kernels in conv1..conv4, conv5 kept, one tower
+        rows = {n: (out if n == "conv5" else out // 2, 1) for n, (out, _) in rows.items()}
+    table, channels = {}, 3
+    for name, (out, groups) in rows.items():
+        table[name], channels = (channels, out, groups), out
+    return table
+
+
+def expected_parameters(net: AlexNet, convs: dict[str, tuple[int, int, int]]) -> int:
+    """The parameter count of ``net``'s layout with these convolutions, from their shapes."""
+    total = 0
+    for name, (cin, cout, groups) in convs.items():
+        kh, kw = getattr(net.features, name).kernel_size
+        total += cin // groups * kh * kw * cout + cout
+    return total + sum(m.weight.numel() + m.bias.numel() for m in layers(net, nn.Linear).values())
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_ablations_change_only_their_component_of_every_preset(compose_cfg, preset, ablation):
+    """An ablation is relative to the network it modifies (issue 12: ``one_tower`` once set
+    absolute widths, and on the tiny preset compared a 10x larger network)."""
+    experiment = [f"experiment={preset}"] if preset else []
+    base_cfg = compose_cfg(*experiment, "data.num_classes=10", run="base")
+    cfg = compose_cfg(*experiment, "data.num_classes=10", f"+ablation={ablation}", run="ablated")
+    base, net = instantiate(base_cfg.model), instantiate(cfg.model)
+    convs = relative_convs(base, ablation)
+    assert conv_table(net) == convs
+    assert sum(p.numel() for p in net.parameters()) == expected_parameters(net, convs)
+    if ablation in ("none", "tanh", "no_lrn", "no_dropout", "no_pca", "no_augment", "no_weight_decay"):
+        assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in base.parameters())
+    assert [fc.out_features for fc in layers(net, nn.Linear).values()] == [
+        fc.out_features for fc in layers(base, nn.Linear).values()]
+    assert len(layers(net, LRN)) == {"no_lrn": 0, "no_conv2": 1}.get(ablation, len(layers(base, LRN)))
+    assert all(isinstance(m, nn.Tanh) == (ablation == "tanh")
+               for m in layers(net, (nn.ReLU, nn.Tanh)).values())
+    changed = {  # the one thing outside the network each of these switches
+        "no_pca": ("data", "pca_noise", False), "no_augment": ("data", "augment", False),
+        "no_weight_decay": ("optim", "weight_decay", 0.0), "no_dropout": ("model", "dropout", 0.0),
+        "no_overlap": ("model", "pool", {"kernel": 2, "stride": 2})}
+    for name, (group, key, value) in changed.items():
+        expected = value if name == ablation else base_cfg[group][key]
+        assert cfg[group][key] == expected, (name, group, key)
+    assert (cfg.model.init, cfg.data.normalize, cfg.optim.lr) == (
+        base_cfg.model.init, base_cfg.data.normalize, base_cfg.optim.lr)
+    with torch.no_grad():
+        size = cfg.model.input_size
+        assert net(torch.randn(2, 3, size, size)).shape == (2, 10)
 
 
 def test_ablations_compose_together(build):

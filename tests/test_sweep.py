@@ -75,7 +75,11 @@ def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_r
             assert cells[column] == f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
     top1 = errors["no_lrn"]["val_top1"], errors["none"]["val_top1"]
     se = (statistics.variance(top1[0]) / 2 + statistics.variance(top1[1]) / 2) ** 0.5
-    assert rows["no_lrn"][4] == f"{statistics.fmean(top1[0]) - statistics.fmean(top1[1]):+.1f} ± {se:.1f}"
+    diff = statistics.fmean(top1[0]) - statistics.fmean(top1[1])
+    low, high = (float(x) for x in rows["no_lrn"][4].split("[")[1].rstrip("]").split(","))
+    assert rows["no_lrn"][4].startswith(f"{diff:+.1f} [")
+    # two runs a side: Welch's t has at most 2 degrees of freedom, t(0.975, 2) = 4.303
+    assert low < diff < high and high - low >= 2 * 4.303 * se - 0.2
     assert rows["no_lrn"][5] == "+1.4"  # the paper's, from ablations/paper_table.csv
     assert Image.open(sweep / "report.png").size[0] > 0
 

@@ -1,0 +1,109 @@
+"""What results.json says of a run's health (issue 12): LRN's divisor against a direct
+computation, dead units, and the learning verdict (exploded, at chance, learns)."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from alexnet_lit.lrn import LRN
+from alexnet_lit.probes import LayerActivity
+from alexnet_lit.results import learning_verdict
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def direct_divisor(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """(k + alpha * sum over each channel's window of a^2) ** beta, term by term (Section 3.3)."""
+    out = torch.empty_like(a)
+    for i in range(a.shape[1]):
+        lo, hi = max(0, i - n // 2), min(a.shape[1] - 1, i + n // 2)
+        out[:, i] = (k + alpha * (a[:, lo:hi + 1] ** 2).sum(1)) ** beta
+    return out
+
+
+def test_lrn_divisor_statistics_match_a_direct_computation():
+    torch.manual_seed(0)
+    net = nn.Sequential()
+    net.add_module("act1", nn.ReLU())
+    net.add_module("norm1", LRN())
+    x = torch.randn(4, 12, 9, 9, dtype=torch.float64) * 60  # the scale of raw-pixel conv1 outputs
+    with LayerActivity(net) as activity:
+        net(x)
+    expected = direct_divisor(torch.relu(x), 5, 1e-4, 0.75, 2.0)
+    assert activity.stats["lrn/norm1_divisor_mean"] == pytest.approx(expected.mean().item(), rel=1e-6)
+    assert activity.stats["lrn/norm1_divisor_p95"] == pytest.approx(
+        torch.quantile(expected.flatten(), 0.95, interpolation="lower").item(), rel=1e-3)
+    assert expected.mean() > 1.2 * 2.0 ** 0.75  # at this scale LRN really divides
+    with LayerActivity(net) as activity:
+        net(x / 60)  # unit-scale activations: a constant rescale by k ** -beta
+    assert activity.stats["lrn/norm1_divisor_p95"] == pytest.approx(2.0 ** 0.75, rel=1e-3)
+
+
+def test_dead_units_are_those_silent_for_the_whole_batch():
+    net = nn.Sequential()
+    net.add_module("act6", nn.ReLU())
+    x = torch.randn(8, 10)
+    x[:, :3] = -1.0  # three units dead on every image
+    x[0, 3] = 5.0  # alive on one image only: not dead
+    x[1:, 3] = -1.0
+    with LayerActivity(net) as activity:
+        net(x)
+    assert activity.stats["dead/act6"] == pytest.approx(0.3)
+    with LayerActivity(net, enabled=False) as activity:
+        net(x)
+    assert activity.stats == {} and not net[0]._forward_hooks
+
+
+@pytest.mark.parametrize("watch, val_err, verdict", [
+    ({"first": 2.3, "largest": 2.4, "step": 3}, 0.5, "learns"),
+    ({"first": 3.2, "largest": 23.7, "step": 2}, 0.9, "exploded and at chance"),
+    ({"first": 3.2, "largest": 23.7, "step": 2}, 0.4, "exploded"),  # blew up, then learned
+    ({"first": 2.3, "largest": 2.35, "step": 0}, 0.88, "at chance"),  # 12% of 1000: within 3 sd of 10%
+    ({"first": 2.3, "largest": 2.35, "step": 0}, 0.85, "learns"),  # 15%: 5 sd above chance
+])
+def test_learning_verdict(watch, val_err, verdict):
+    result = learning_verdict(10, watch, val_err, val_images=1000)
+    assert result["verdict"] == verdict
+    assert result["chance_loss"] == pytest.approx(math.log(10), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_the_learning_benchmark_reports_each_arm(tmp_path, cache_dir):
+    """benchmarks/learns.py end to end: two arms of the tiny preset, one that learns and one
+    that cannot (lr 0), told apart in its JSON."""
+    out = tmp_path / "learns.json"
+    done = subprocess.run([sys.executable, "benchmarks/learns.py", "--base",
+                           f"experiment=tiny paths.cache_dir={cache_dir}", "--epochs", "2",
+                           "--arm", "learns", "", "--arm", "frozen", "optim.lr=0", "--runs", str(tmp_path / "runs"),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    arms = json.loads(out.read_text())["arms"]
+    assert arms["learns"]["learning"]["verdict"] == "learns"
+    assert arms["frozen"]["learning"]["verdict"] == "at chance"
+    assert [e["epoch"] for e in arms["learns"]["epochs"]] == [0, 1]
+    assert arms["learns"]["train_loss"]
+    for arm in arms.values():  # results.json's LRN and dead-unit figures, as the run left them
+        assert set(arm["lrn"]) == {"norm1", "norm2"}
+        for stats in arm["lrn"].values():
+            assert stats["divisor_p95"] >= stats["divisor_mean"] >= stats["k_beta"] - 1e-6
+        assert set(arm["dead_units"]) == {f"act{i}" for i in range(1, 8)}
+    assert "learns: completed, learns" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_first_steps_benchmark_records_every_layer(tmp_path, cache_dir):
+    out = tmp_path / "first_steps.json"
+    done = subprocess.run([sys.executable, "benchmarks/first_steps.py", "--steps", "2", "--out", str(out),
+                           "experiment=tiny", f"paths.cache_dir={cache_dir}"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = json.loads(out.read_text())["steps"]
+    assert [s["step"] for s in steps] == [0, 1]
+    assert list(steps[0]["relative_update"]) == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+    assert list(steps[0]["pre_activation"]) == [f"act{i}" for i in range(1, 8)]
+    assert all(0 < v < 1 for v in steps[0]["relative_update"].values())

@@ -109,5 +109,6 @@ class PCAColourNoise:
 
     def __call__(self, batch: int, device: torch.device) -> torch.Tensor:
         self.eigval, self.eigvec = self.eigval.to(device), self.eigvec.to(device)
-        alpha = torch.randn(batch, 3, device=device) * self.sigma
+        # drawn on the host, as the crops and mirrors are: the same numbers on any device
+        alpha = (torch.randn(batch, 3) * self.sigma).to(device)
         return 255.0 * (alpha * self.eigval) @ self.eigvec.T

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.train import optim_settings, train
-from conftest import DEVICES, REPO, compose_config, float32_on_cuda, needs_cuda
+from conftest import DEVICES, REPO, compose_config, extracted, float32_on_cuda, needs_cuda
 
 
 def test_precision_and_cudnn_benchmark_reach_the_trainer(compose_cfg):
@@ -138,3 +138,23 @@ def test_the_throughput_benchmark_runs_both_loops(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     fp32 = json.loads(out.read_text())["results"]["fp32"]
     assert len(fp32["plain"]["all_step_ms"]) == len(fp32["lightning"]["all_step_ms"]) == 2
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_every_part_small_on_cpu(tmp_path, shared_cache):
+    """benchmarks/gpu_check.py --device cpu: the script a GPU session runs, at a tiny size;
+    every part's JSON and the summary are written, none fails (its figures are not checked)."""
+    imagenette = extracted("imagenette2_224.tar", shared_cache) / "imagenette2_224"
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--out", str(out),
+                           "--imagenette", str(imagenette), "--threads", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    parts = {json.loads(f.read_text())["name"]: json.loads(f.read_text()) for f in out.glob("part*.json")}
+    assert list(parts) == ["tests", "step", "end_to_end", "ddp_resume", "lrn", "formats", "recipe"]
+    assert {p["status"] for p in parts.values()} == {"passed"}
+    assert parts["ddp_resume"]["backend"] == "gloo" and parts["ddp_resume"]["resumed_weights_equal"]
+    assert [run["init"] for run in parts["recipe"]["runs"]] == ["kaiming", "paper", "caffe"]
+    assert all(run["val_top1_err"] and run["train_loss"] for run in parts["recipe"]["runs"])
+    summary = (out / "summary.md").read_text()
+    assert "Device: **" in summary and summary.count("## ") == 7

@@ -168,17 +168,17 @@ class Data:
                 self._source = synthesize(args.work / "synthetic", CLASSES, train, val, args.image_size), False
         return self._source
 
-    def prepared(self, decode: str = "raw") -> Path:
-        if decode not in self._prepared:
-            out = self.args.work / f"prepared_{decode}"
+    def prepared(self, storage: str = "raw") -> Path:
+        if storage not in self._prepared:
+            out = self.args.work / f"prepared_{storage}"
             prepare(self.source()[0], out, image_size=self.args.image_size, workers=os.cpu_count(),
-                    progress=False, **({} if decode == "raw" else {"decode": decode}))
-            self._prepared[decode] = out
-        return self._prepared[decode]
+                    progress=False, storage=storage)
+            self._prepared[storage] = out
+        return self._prepared[storage]
 
-    def overrides(self, decode: str = "raw") -> list[str]:
+    def overrides(self, storage: str = "raw") -> list[str]:
         """The composed run on the prepared folder at this device's size."""
-        return [*SIZES[self.args.device]["base"], f"data.root={self.prepared(decode)}",
+        return [*SIZES[self.args.device]["base"], f"data.root={self.prepared(storage)}",
                 f"data.num_classes={CLASSES}", f"data.image_size={self.args.image_size}"]
 
 

@@ -150,7 +150,7 @@ def test_the_gpu_check_runs_every_part_small_on_cpu(tmp_path, shared_cache):
                            "--imagenette", str(imagenette), "--threads", "1"],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    parts = {json.loads(f.read_text())["name"]: json.loads(f.read_text()) for f in out.glob("part*.json")}
+    parts = {json.loads(f.read_text())["name"]: json.loads(f.read_text()) for f in sorted(out.glob("part*.json"))}
     assert list(parts) == ["tests", "step", "end_to_end", "ddp_resume", "lrn", "formats", "recipe"]
     assert {p["status"] for p in parts.values()} == {"passed"}
     assert parts["ddp_resume"]["backend"] == "gloo" and parts["ddp_resume"]["resumed_weights_equal"]

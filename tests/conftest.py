@@ -18,7 +18,7 @@ from omegaconf import open_dict
 from alexnet_lit.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("ALEXNET_LIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 NO_CUDA = "no CUDA device here: this variant checks the CUDA path against the CPU (python -m pytest -m gpu)"
 needs_cuda = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)]

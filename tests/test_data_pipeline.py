@@ -116,9 +116,9 @@ def test_standard_normalisation_is_per_channel(device):
 @on_cuda
 @pytest.mark.parametrize("normalize", NORMALIZE)
 def test_cuda_batch_stage_equals_the_cpu_one(normalize):
-    """The same images and seed give the same crops, mirrors and centring on CUDA as on the
-    CPU, bit for bit (offsets and mirrors are drawn on the host); with colour noise, a 3x3
-    float32 product on the device, to within 1e-4 of 0..255."""
+    """The same images and seed give the same crops, mirrors, colour noise and centring on
+    CUDA as on the CPU, bit for bit: offsets, mirrors and colours are drawn on the host, and
+    the device only subtracts, scales and adds."""
     size, crop = 40, 33
     images = torch.randint(0, 256, (256, size, size, 3), dtype=torch.uint8)
     mean = np.random.default_rng(0).uniform(0, 255, (size, size, 3)).astype(np.float32)
@@ -130,10 +130,7 @@ def test_cuda_batch_stage_equals_the_cpu_one(normalize):
                 views = PaperViews(stats(size, mean), crop, normalize, pca_noise=pca_noise)
                 out[device] = views(images.to(device), view)
             assert out["cuda"].is_cuda
-            if pca_noise and view == "random":
-                torch.testing.assert_close(out["cuda"].cpu(), out["cpu"], rtol=0, atol=1e-4)
-            else:
-                assert torch.equal(out["cuda"].cpu(), out["cpu"]), (view, pca_noise)
+            assert torch.equal(out["cuda"].cpu(), out["cpu"]), (view, pca_noise)
 
 
 @pytest.fixture(scope="module")

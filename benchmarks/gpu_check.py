@@ -74,18 +74,25 @@ SIZES = {
                  base=["data=folder", "trainer=gpu"], image_size=256,
                  train_per_class=None, val_per_class=None, synthetic_per_class=(950, 390),
                  e2e_speed=["speed.precision=bf16-mixed", "speed.channels_last=true"],
-                 e2e_steps=50, e2e_warmup=10, e2e_workers=[4, 8, 15],
+                 e2e_steps=50, e2e_warmup=10, e2e_workers=[4, 8, 15], profile_steps=5,
                  ddp_train_per_class=50, lrn_shape=[64, 96, 55, 55], lrn_repeats=15,
                  lrn_dtypes=["float32", "bfloat16"], decode_images=4096, decode_batch=256,
                  recipe_seconds=40, recipe_log_every=10),
     "cpu": dict(step_overrides=["experiment=tiny"], step_batches=[8], step_steps=2, step_warmup=1,
                 step_variants=["fp32"], base=["experiment=table_cpu", "trainer=cpu", "data.batch_size=16"], image_size=76,
                 train_per_class=13, val_per_class=4, synthetic_per_class=(13, 4),
-                e2e_speed=[], e2e_steps=3, e2e_warmup=1, e2e_workers=[0, 1],
+                e2e_speed=[], e2e_steps=3, e2e_warmup=1, e2e_workers=[0, 1], profile_steps=2,
                 ddp_train_per_class=20, lrn_shape=[4, 96, 27, 27], lrn_repeats=2, lrn_dtypes=["float32"],
                 decode_images=64, decode_batch=32, recipe_seconds=5, recipe_log_every=1),
 }
 DEFAULT_RECIPES = ["", "model.init=paper", "model.init=caffe"]
+
+
+def without_checkpoints(folder: Path) -> list[str]:
+    """Overrides that leave out the checkpoint files (460 MB each for the full network, written
+    at every epoch's end), keeping the other callbacks of a run."""
+    return ["+trainer.enable_checkpointing=false", "~callbacks.model_checkpoint", "~callbacks.last_checkpoint",
+            f"callbacks.nonfinite_loss.path={folder}/nonfinite.ckpt"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -220,6 +227,38 @@ class StepClock(Callback):
         self.times.append(time.perf_counter())
 
 
+SYNCS = ("aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+class ProfileSteps(Callback):
+    """torch.profiler over training batches ``first`` .. ``first + count - 1``: per step, the
+    host-device synchronisations (``.item()`` and the CUDA calls that wait) and the ops that
+    take the most device time (CPU time on a CPU)."""
+
+    def __init__(self, device: torch.device, first: int, count: int):
+        self.device, self.first, self.count, self.result = device, first, count, None
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profiler = torch.profiler.profile(activities=activities)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.first:
+            self.profiler.__enter__()
+        elif trainer.global_step == self.first + self.count:
+            synchronize(self.device)
+            self.profiler.__exit__(None, None, None)
+            self.result = self.summary()
+
+    def summary(self) -> dict:
+        events = self.profiler.key_averages()
+        time_of = "self_device_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+        top = sorted(events, key=lambda e: getattr(e, time_of), reverse=True)[:12]
+        return dict(steps=self.count, syncs_per_step={e.key: e.count / self.count for e in events if e.key in SYNCS},
+                    top_ops=[dict(op=e.key, ms_per_step=getattr(e, time_of) / 1e3 / self.count,
+                                  calls_per_step=e.count / self.count) for e in top])
+
+
 def rate(times: list[float], warmup: int, batch_size: int) -> float:
     """Images/s over the intervals after ``warmup`` batches."""
     return batch_size * (len(times) - 1 - warmup) / (times[-1] - times[warmup])
@@ -254,16 +293,17 @@ def step_alone(cfg, device: torch.device, steps: int, warmup: int) -> float:
     return rate(times, warmup, cfg.data.batch_size)
 
 
-def through_trainer(cfg, device: torch.device, steps: int, warmup: int) -> float:
-    """Images/s of the real Trainer (the project's callbacks) on the real DataModule."""
+def through_trainer(cfg, device: torch.device, steps: int, warmup: int, profile: int = 0) -> tuple[float, dict | None]:
+    """Images/s of the real Trainer (the project's callbacks) on the real DataModule, and with
+    ``profile``, a profile of that many steps after the timed ones (ProfileSteps)."""
     module = AlexNetModule(model=OmegaConf.to_container(cfg.model, resolve=True), optim=optim_settings(cfg),
                            channels_last=cfg.speed.channels_last, compile=cfg.speed.compile)
-    clock = StepClock(device)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [clock]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False, max_steps=warmup + steps + 1,
-                                     limit_val_batches=0, num_sanity_val_steps=0)
+    clock, profiler = StepClock(device), ProfileSteps(device, warmup + steps + 1, profile)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [clock] + ([profiler] if profile else [])
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False,
+                                     max_steps=warmup + steps + 2 + profile, limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(module, datamodule=instantiate(cfg.data, _convert_="all"))
-    return rate(clock.times, warmup, cfg.data.batch_size)
+    return rate(clock.times[:warmup + steps + 1], warmup, cfg.data.batch_size), profiler.result
 
 
 def end_to_end(args, overrides: list[str], workers: list[int]) -> dict:
@@ -272,14 +312,22 @@ def end_to_end(args, overrides: list[str], workers: list[int]) -> dict:
     rows = {}
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
         def compose(*extra):
-            return train_throughput.compose_run([*overrides, *args.e2e_speed, "optim=milestones", *extra], scratch)
+            return train_throughput.compose_run([*overrides, *args.e2e_speed, "optim=milestones",
+                                                 *without_checkpoints(Path(scratch)), *extra], scratch)
         step = step_alone(compose(), device, args.e2e_steps, args.e2e_warmup)
-        for w in workers:
+        for n, w in enumerate(workers):
             cfg = compose(f"data.num_workers={w}")
-            row = dict(trainer=through_trainer(cfg, device, args.e2e_steps, args.e2e_warmup),
-                       loader=data_side(cfg, device, args.e2e_steps, stage=False),
+            last = n == len(workers) - 1  # the most workers: also profiled
+            trainer, profile = through_trainer(cfg, device, args.e2e_steps, args.e2e_warmup,
+                                               args.profile_steps if last else 0)
+            row = dict(trainer=trainer, loader=data_side(cfg, device, args.e2e_steps, stage=False),
                        loader_and_batch_stage=data_side(cfg, device, args.e2e_steps, stage=True))
             row["trainer_over_step"] = row["trainer"] / step
+            if last:  # the non-finite loss guard and the progress bar read the loss on the host every step
+                row["trainer_without_host_reads"] = through_trainer(
+                    compose(f"data.num_workers={w}", "~callbacks.nonfinite_loss", "++trainer.enable_progress_bar=false"),
+                    device, args.e2e_steps, args.e2e_warmup)[0]
+                row["profile"] = profile
             rows[f"num_workers={w}"] = row
             print(f"end to end, num_workers={w}: {row}", flush=True)
     return dict(batch_size=cfg.data.batch_size, speed=args.e2e_speed, step_alone=step, workers=rows,
@@ -358,9 +406,8 @@ def part_recipe(args, data) -> dict:
         cfg = train_throughput.compose_run([
             *data.overrides("raw"), *args.recipe_common, *overrides,
             f"+trainer.max_time=00:00:{minutes:02d}:{seconds:02d}",
-            f"trainer.log_every_n_steps={args.recipe_log_every}", "+trainer.enable_checkpointing=false",
-            "~callbacks.model_checkpoint", "~callbacks.last_checkpoint",
-            f"callbacks.nonfinite_loss.path={run_dir}/nonfinite.ckpt", "logger=csv"], str(run_dir))
+            f"trainer.log_every_n_steps={args.recipe_log_every}", *without_checkpoints(run_dir), "logger=csv"],
+            str(run_dir))
         began, error = time.perf_counter(), None
         try:
             train(cfg)
@@ -420,6 +467,15 @@ def part_lines(result: dict) -> list[str]:
             for workers, row in run["workers"].items():
                 lines.append(f"| {data} | {workers.split('=')[1]} | {fmt(row['trainer'])} | {fmt(run['step_alone'])} | "
                              f"{row['trainer_over_step']:.2f} | {fmt(row['loader'])} | {fmt(row['loader_and_batch_stage'])} |")
+        for data, run in runs.items():
+            row = list(run["workers"].values())[-1]
+            if row.get("profile"):
+                syncs = ", ".join(f"{k} {v:g}" for k, v in row["profile"]["syncs_per_step"].items()) or "none"
+                ops = ", ".join(f"{o['op']} {o['ms_per_step']:.2f} ms" for o in row["profile"]["top_ops"][:6])
+                lines += ["", f"{data}, {list(run['workers'])[-1]}: without the non-finite loss guard and the "
+                          f"progress bar (each reads the loss every step) {fmt(row['trainer_without_host_reads'])} "
+                          f"img/s. Per step, host-device syncs: "
+                          f"{syncs}; most device time: {ops}."]
         if name == "formats":
             lines += ["", "| format | bytes/image | decode on the device, img/s |", "|---|---|---|"]
             lines += [f"| {f} | {fmt(r['bytes_per_image'])} | {fmt(r['images_per_s'])} |"

@@ -77,7 +77,7 @@ SIZES = {
                  e2e_steps=50, e2e_warmup=10, e2e_workers=[4, 8, 15], profile_steps=5,
                  ddp_train_per_class=50, lrn_shape=[64, 96, 55, 55], lrn_repeats=15,
                  lrn_dtypes=["float32", "bfloat16"], decode_images=4096, decode_batch=256,
-                 recipe_seconds=40, recipe_log_every=10),
+                 recipe_seconds=30, recipe_log_every=10),
     "cpu": dict(step_overrides=["experiment=tiny"], step_batches=[8], step_steps=2, step_warmup=1,
                 step_variants=["fp32"], base=["experiment=table_cpu", "trainer=cpu", "data.batch_size=16"], image_size=76,
                 train_per_class=13, val_per_class=4, synthetic_per_class=(13, 4),

@@ -110,14 +110,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     lists = {"step_batches": int, "step_variants": str, "e2e_workers": int, "e2e_speed": str,
              "lrn_shape": int, "lrn_dtypes": str, "step_overrides": str}
-    for name, value in SIZES["cuda"].items():
+    for name in SIZES["cuda"]:
         if name in ("base", "synthetic_per_class"):
             continue
-        flag = "--" + name.replace("_", "-")
+        flag, default = "--" + name.replace("_", "-"), f"default: {SIZES['cuda'][name]} (cuda), {SIZES['cpu'][name]} (cpu)"
         if name in lists:
-            parser.add_argument(flag, nargs="*", type=lists[name])
+            parser.add_argument(flag, nargs="*", type=lists[name], help=default)
         else:
-            parser.add_argument(flag, type=int)
+            parser.add_argument(flag, type=int, help=default)
     args = parser.parse_args(argv)
     for name, value in SIZES[args.device].items():
         if getattr(args, name, None) is None:
@@ -265,13 +265,18 @@ def rate(times: list[float], warmup: int, batch_size: int) -> float:
 
 
 def data_side(cfg, device: torch.device, steps: int, stage: bool) -> float:
-    """Images/s of the training loader alone (``stage``: plus transfer and the batch stage)."""
+    """Images/s of the training loader alone (``stage``: plus what the data module does around
+    the transfer to ``device``: decoding JPEG bytes there, and the batch stage)."""
     datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.trainer = L.Trainer(accelerator=device.type, devices=1, logger=False, enable_progress_bar=False)
+    datamodule.trainer.training = True  # the training views
     datamodule.setup("fit")
     times = []
-    for images, _ in datamodule.train_dataloader():
+    for batch in datamodule.train_dataloader():
         if stage:
-            datamodule.views(images.to(device, non_blocking=True), "random")
+            images, labels = datamodule.on_before_batch_transfer(batch, 0)
+            batch = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            datamodule.on_after_batch_transfer(batch, 0)
             synchronize(device)
         times.append(time.perf_counter())
         if len(times) == steps:

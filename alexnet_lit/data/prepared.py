@@ -6,8 +6,8 @@ stored in one of two ways (``storage``, chosen when preparing and recorded in pr
   decoding, any number of DDP processes share one file through the page cache, and the bytes
   are exactly the resized originals. The price is disk: S*S*3 bytes an image (196,608 at 256,
   so about 252 GB for ILSVRC-2012's training set, beyond a node's page cache).
-- ``jpeg``: the same S x S images as JPEG (quality 95), about a tenth of that, in large shard
-  files with an index; decoded in batches by nvJPEG where the batch stage runs on a GPU
+- ``jpeg``: the same S x S images as JPEG (quality 95), 7x smaller on Imagenette, in large
+  shard files with an index; decoded in batches by nvJPEG where the batch stage runs on a GPU
   (alexnet_lit.data.folder), by the loader workers otherwise. Every image's CRC-32 is in the
   index: a corrupt shard is reported, naming the file, never decoded into wrong pixels.
 

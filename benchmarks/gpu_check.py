@@ -463,6 +463,11 @@ def part_lines(result: dict) -> list[str]:
                 lines.append(f"| {variant} | {run['batch_size']} | {fmt(row['plain']['images_per_s'])} | "
                              f"{fmt(row['lightning']['images_per_s'])} | {row['overhead_ratio']:.3f} | "
                              f"{row['lightning']['fraction_of_matmul_peak']:.2f} |")
+        fractions = [row["lightning"]["fraction_of_matmul_peak"] for run in result["runs"] if run["batch_size"] == 128
+                     for variant, row in run["results"].items() if variant.startswith("bf16")]
+        if fractions:
+            lines += ["", f"Goal (issue 10): a bf16 step at batch 128 at 0.40 of the bf16 matmul peak or more: "
+                          f"best {max(fractions):.2f}."]
         return lines
     if name in ("end_to_end", "formats"):
         runs = result["end_to_end"] if name == "formats" else {"raw": result}
@@ -472,6 +477,9 @@ def part_lines(result: dict) -> list[str]:
             for workers, row in run["workers"].items():
                 lines.append(f"| {data} | {workers.split('=')[1]} | {fmt(row['trainer'])} | {fmt(run['step_alone'])} | "
                              f"{row['trainer_over_step']:.2f} | {fmt(row['loader'])} | {fmt(row['loader_and_batch_stage'])} |")
+        best = max(row["trainer_over_step"] for run in runs.values() for row in run["workers"].values())
+        lines += ["", f"Goal (issue 10): end to end within 10% of the step alone (Trainer/step 0.90 or more): "
+                      f"best {best:.2f}."]
         for data, run in runs.items():
             row = list(run["workers"].values())[-1]
             if row.get("profile"):

@@ -90,7 +90,7 @@ def test_half_precision_inputs_are_normalised_in_float32(dtype, device):
 def test_cuda_forward_and_backward_equal_the_cpu_ones(layout):
     """norm1's input at batch 8: float32 outputs and input gradients on CUDA (pow) agree with
     the CPU's (square roots) to float32 rounding; from bfloat16 inputs, normalised in float32
-    on both, the outputs differ by at most one bfloat16 rounding."""
+    on both, the outputs differ by at most one bfloat16 unit in the last place (2^-7 relative)."""
     x = relu_maps(8, 96, 55, 55, dtype=torch.float32).contiguous(memory_format=layout)
     grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     results = {}
@@ -102,4 +102,4 @@ def test_cuda_forward_and_backward_equal_the_cpu_ones(layout):
     (out, grad_x, out_bf16), (ref, ref_grad, ref_bf16) = results["cuda"], results["cpu"]
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(grad_x, ref_grad, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(out_bf16.float(), ref_bf16.float(), rtol=2 ** -8, atol=0)
+    torch.testing.assert_close(out_bf16.float(), ref_bf16.float(), rtol=2 ** -7, atol=0)

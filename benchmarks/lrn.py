@@ -6,8 +6,8 @@
 Both compute the same layer (``alpha_over_n=True`` is nn.LocalResponseNorm's convention;
 the paper's convention costs the same) on norm1's input shape at batch 64. Checks that
 outputs and input gradients agree with nn.LocalResponseNorm in float32 to 1e-6, i.e.
-|ours - torch| <= 1e-6 * (1 + |torch|) everywhere (bfloat16 inputs: to 2^-8, one bfloat16
-rounding), then times both on the same inputs, interleaved, in NCHW and channels_last.
+|ours - torch| <= 1e-6 * (1 + |torch|) everywhere (bfloat16 inputs: to 2^-7, one bfloat16
+unit in the last place), then times both on the same inputs, interleaved, in NCHW and channels_last.
 Prints and writes JSON (default ``benchmarks/results/lrn_<device>[_<dtype>][_reuse].json``);
 exits non-zero on disagreement. ``--reuse-host-memory`` first applies
 speed.reuse_host_memory, as train.py does.
@@ -24,7 +24,7 @@ from timing import interleaved, machine, median, save
 from alexnet_lit.lrn import LRN
 from alexnet_lit.speed import reuse_host_memory
 
-TOLERANCE = {torch.float32: 1e-6, torch.bfloat16: 2.0 ** -8}
+TOLERANCE = {torch.float32: 1e-6, torch.bfloat16: 2.0 ** -7}  # bfloat16: one unit in the last place
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 

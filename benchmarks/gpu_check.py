@@ -72,7 +72,7 @@ SIZES = {
     "cuda": dict(step_overrides=[], step_batches=[128, 512], step_steps=20, step_warmup=3,
                  step_variants=["fp32", "bf16", "bf16+channels_last+compile"],
                  base=["data=folder", "trainer=gpu"], image_size=256,
-                 train_per_class=None, val_per_class=None, synthetic_per_class=(950, 390),
+                 train_per_class=None, val_per_class=None, synthetic_per_class=(400, 100),
                  e2e_speed=["speed.precision=bf16-mixed", "speed.channels_last=true"],
                  e2e_steps=50, e2e_warmup=10, e2e_workers=[4, 8, 15], profile_steps=5,
                  ddp_train_per_class=50, lrn_shape=[64, 96, 55, 55], lrn_repeats=15,

@@ -156,6 +156,46 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * size ** 3 / best
 
 
+def measure(device: torch.device, overrides: list[str], batch_size: int, steps: int, warmup: int,
+            variants: list[str]) -> dict:
+    """Both loops for each variant on the same batches; figures as the module docstring says."""
+    fixed = ["trainer=gpu" if device.type == "cuda" else "trainer=cpu", "optim=milestones"]
+    torch._dynamo.reset()  # compiled variants compile for this batch size, not dynamic shapes
+    with tempfile.TemporaryDirectory(prefix="alexnet_lit_throughput_") as scratch:
+        base = compose_run([*fixed, *overrides], scratch)
+        reused = base.speed.reuse_host_memory and reuse_host_memory()
+        torch.manual_seed(0)
+        net = instantiate(base.model)
+        batches = in_memory_batches(base, batch_size, warmup + steps + 1, device)
+        flops = step_flops(net, batches[0], device)
+        results = {}
+        for name in variants:
+            cfg = compose_run([*fixed, *overrides,
+                               *(f"speed.{k}={v}" for k, v in VARIANTS[name].items())], scratch)
+            plain_s, lightning_s = (s[warmup:] for s in take_turns(cfg, net, batches, device))
+            row = {"speed": OmegaConf.to_container(cfg.speed),
+                   "overhead_ratio": median([b / a for a, b in zip(plain_s, lightning_s)])}
+            for loop, seconds in [("plain", plain_s), ("lightning", lightning_s)]:
+                step = median(seconds)
+                row[loop] = dict(step_ms=1e3 * step, images_per_s=batch_size / step,
+                                 flop_per_s=flops / step,
+                                 all_step_ms=[round(1e3 * s, 2) for s in seconds])
+            results[name] = row
+            print(f"{name}, batch {batch_size}: plain {row['plain']['images_per_s']:.1f} img/s, "
+                  f"Lightning {row['lightning']['images_per_s']:.1f} img/s, "
+                  f"overhead {row['overhead_ratio']:.3f}")
+    compute_dtype = {name: AUTOCAST[row["speed"]["precision"]] or torch.float32
+                     for name, row in results.items()}
+    peaks = {str(dtype): matmul_peak(device, dtype) for dtype in set(compute_dtype.values())}
+    for name, row in results.items():
+        for loop in ("plain", "lightning"):
+            row[loop]["fraction_of_matmul_peak"] = (row[loop]["flop_per_s"]
+                                                    / peaks[str(compute_dtype[name])])
+    return dict(overrides=overrides, batch_size=batch_size, steps=steps, warmup=warmup,
+                reuse_host_memory=reused, flop_per_step=flops, matmul_peak_flop_per_s=peaks,
+                results=results)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -172,42 +212,10 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or Path(__file__).parent / "results" / f"train_throughput_{device.type}.json"
-    fixed = ["trainer=gpu" if device.type == "cuda" else "trainer=cpu", "optim=milestones"]
-
-    with tempfile.TemporaryDirectory(prefix="alexnet_lit_throughput_") as scratch:
-        base = compose_run([*fixed, *args.overrides], scratch)
-        reused = base.speed.reuse_host_memory and reuse_host_memory()
-        torch.manual_seed(0)
-        net = instantiate(base.model)
-        batches = in_memory_batches(base, args.batch_size, args.warmup + args.steps + 1, device)
-        flops = step_flops(net, batches[0], device)
-        results = {}
-        for name in args.variants or DEFAULT_VARIANTS[device.type]:
-            cfg = compose_run([*fixed, *args.overrides,
-                               *(f"speed.{k}={v}" for k, v in VARIANTS[name].items())], scratch)
-            plain_s, lightning_s = (s[args.warmup:] for s in take_turns(cfg, net, batches, device))
-            row = {"speed": OmegaConf.to_container(cfg.speed),
-                   "overhead_ratio": median([b / a for a, b in zip(plain_s, lightning_s)])}
-            for loop, seconds in [("plain", plain_s), ("lightning", lightning_s)]:
-                step = median(seconds)
-                row[loop] = dict(step_ms=1e3 * step, images_per_s=args.batch_size / step,
-                                 flop_per_s=flops / step,
-                                 all_step_ms=[round(1e3 * s, 2) for s in seconds])
-            results[name] = row
-            print(f"{name}: plain {row['plain']['images_per_s']:.1f} img/s, Lightning "
-                  f"{row['lightning']['images_per_s']:.1f} img/s, "
-                  f"overhead {row['overhead_ratio']:.3f}")
-    compute_dtype = {name: AUTOCAST[row["speed"]["precision"]] or torch.float32
-                     for name, row in results.items()}
-    peaks = {str(dtype): matmul_peak(device, dtype) for dtype in set(compute_dtype.values())}
-    for name, row in results.items():
-        for loop in ("plain", "lightning"):
-            row[loop]["fraction_of_matmul_peak"] = (row[loop]["flop_per_s"]
-                                                    / peaks[str(compute_dtype[name])])
-    save(dict(benchmark="train_throughput", command=" ".join(["python", *sys.argv]),
-              overrides=args.overrides, batch_size=args.batch_size, steps=args.steps,
-              warmup=args.warmup, reuse_host_memory=reused, flop_per_step=flops,
-              matmul_peak_flop_per_s=peaks, results=results, machine=machine(device)), out)
+    result = measure(device, args.overrides, args.batch_size, args.steps, args.warmup,
+                     args.variants or DEFAULT_VARIANTS[device.type])
+    save(dict(benchmark="train_throughput", command=" ".join(["python", *sys.argv]), **result,
+              machine=machine(device)), out)
     return 0
 
 

@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,7 +18,32 @@ from omegaconf import open_dict
 from alexnet_lit.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("ALEXNET_LIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+NO_CUDA = "no CUDA device here: this variant checks the CUDA path against the CPU (python -m pytest -m gpu)"
+needs_cuda = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)]
+# A device-dependent test runs on the CPU, and on CUDA where there is one:
+# @pytest.mark.parametrize("device", DEVICES)
+DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=needs_cuda)]
+
+
+def on_cuda(test):
+    """Mark a test that compares the CUDA path against the CPU: ``gpu``, skipped without CUDA."""
+    for mark in reversed(needs_cuda):
+        test = mark(test)
+    return test
+
+
+@contextmanager
+def float32_on_cuda():
+    """CUDA's float32 convolutions and matmuls in float32, for comparison with the CPU: cuDNN
+    otherwise takes TF32 (a 10-bit mantissa) by default."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,10 @@ from torchvision.transforms import TenCrop
 
 from alexnet_lit.data.colour import IMAGENET_EIGVAL, IMAGENET_EIGVEC, PixelStats
 from alexnet_lit.data.decode import DecodeError
-from alexnet_lit.data.views import TENCROP_CENTRE, PaperViews
+from alexnet_lit.data.views import NORMALIZE, TENCROP_CENTRE, VIEWS, PaperViews
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.train import optim_settings, train
-from conftest import write_image
+from conftest import DEVICES, on_cuda, write_image
 
 
 def stats(size: int, mean: np.ndarray | None = None) -> PixelStats:
@@ -33,10 +33,11 @@ def coded(batch: int, size: int) -> torch.Tensor:
     return images.to(torch.uint8)
 
 
-def test_ten_crop_covers_exactly_the_ten_views():
+@pytest.mark.parametrize("device", DEVICES)
+def test_ten_crop_covers_exactly_the_ten_views(device):
     size, crop = 12, 8
     image = torch.randint(0, 256, (1, size, size, 3), dtype=torch.uint8)
-    views = PaperViews(stats(size), crop, pca_noise=False)(image, "tencrop")
+    views = PaperViews(stats(size), crop, pca_noise=False)(image.to(device), "tencrop").cpu()
     assert views.shape == (1, 10, 3, crop, crop)
     ours = {v.to(torch.uint8).numpy().tobytes() for v in views[0]}
     theirs = {np.asarray(v).transpose(2, 0, 1).tobytes()
@@ -44,22 +45,25 @@ def test_ten_crop_covers_exactly_the_ten_views():
     assert len(ours) == 10 and ours == theirs
 
 
-def test_ten_crop_mirrors_the_same_five_patches_at_256_and_227():
+@pytest.mark.parametrize("device", DEVICES)
+def test_ten_crop_mirrors_the_same_five_patches_at_256_and_227(device):
     """The paper's "their horizontal reflections": with 256 - 227 odd, torchvision's TenCrop
     takes the centre of the mirrored image, one pixel off the mirrored centre patch; ours
     (and Caffe's) mirrors the patch itself."""
-    image = torch.randint(0, 256, (2, 256, 256, 3), dtype=torch.uint8)
+    image = torch.randint(0, 256, (2, 256, 256, 3), dtype=torch.uint8).to(device)
     views = PaperViews(stats(256), 227, pca_noise=False)(image, "tencrop")
+    assert views.device == image.device
     assert torch.equal(views[:, 5:], views[:, :5].flip(-1))
     assert torch.equal(views[:, 4], image[:, 14:241, 14:241].permute(0, 3, 1, 2).float())
     assert torch.equal(views[:, 3], image[:, 29:, 29:].permute(0, 3, 1, 2).float())
     assert torch.equal(views[:, TENCROP_CENTRE], PaperViews(stats(256), 227)(image, "center"))
 
 
-def test_random_crops_are_uniform_and_half_mirrored_with_the_mean_cut_alike():
+@pytest.mark.parametrize("device", DEVICES)
+def test_random_crops_are_uniform_and_half_mirrored_with_the_mean_cut_alike(device):
     size, crop, batch = 10, 7, 4000
     images = coded(batch, size)
-    out = PaperViews(stats(size), crop, pca_noise=False)(images, "random")
+    out = PaperViews(stats(size), crop, pca_noise=False)(images.to(device), "random").cpu()
     assert out.shape == (batch, 3, crop, crop)
     top, left_or_right = out[:, 0, 0, 0], out[:, 1, 0, 0]
     mirrored = out[:, 1, 0, 1] < out[:, 1, 0, 0]
@@ -74,16 +78,17 @@ def test_random_crops_are_uniform_and_half_mirrored_with_the_mean_cut_alike():
     # the mean image is cut out at the same place: images equal to it centre to exactly zero
     mean = torch.randint(0, 256, (size, size, 3), dtype=torch.uint8)
     views = PaperViews(stats(size, mean.numpy().astype(np.float32)), crop, pca_noise=False)
-    assert views(mean.repeat(64, 1, 1, 1), "random").abs().max() == 0
+    assert views(mean.repeat(64, 1, 1, 1).to(device), "random").abs().max() == 0
 
 
-def test_pca_noise_has_the_papers_statistics():
+@pytest.mark.parametrize("device", DEVICES)
+def test_pca_noise_has_the_papers_statistics(device):
     """Section 4.1: add P (alpha * lambda), alpha ~ N(0, 0.1) per image, the same colour at
     every pixel; drawn many times, the added colour has covariance P diag(0.01 lambda^2) P^T."""
     n = 20000
-    images = torch.randint(0, 256, (n, 1, 1, 3), dtype=torch.uint8).expand(n, 4, 4, 3)  # one colour each
+    images = torch.randint(0, 256, (n, 1, 1, 3), dtype=torch.uint8).expand(n, 4, 4, 3).to(device)  # one colour each
     added = (PaperViews(stats(4), 3, pca_noise=True)(images, "random")
-             - PaperViews(stats(4), 3, pca_noise=False)(images, "center"))
+             - PaperViews(stats(4), 3, pca_noise=False)(images, "center")).cpu()
     assert added.std(dim=(2, 3)).max() < 1e-4  # the same colour at every pixel
     colour = added[:, :, 0, 0] / 255  # per image, on the 0..1 scale
     eigval, eigvec = np.asarray(IMAGENET_EIGVAL), np.asarray(IMAGENET_EIGVEC)
@@ -96,14 +101,36 @@ def test_pca_noise_has_the_papers_statistics():
     assert abs(colour.double().mean(dim=0)).max() < 3 * 0.1 * eigval[0] / np.sqrt(n)
 
 
-def test_standard_normalisation_is_per_channel():
+@pytest.mark.parametrize("device", DEVICES)
+def test_standard_normalisation_is_per_channel(device):
     size = 6
     images = torch.randint(0, 256, (8, size, size, 3), dtype=torch.uint8)
     mean = np.random.default_rng(0).uniform(0, 255, (size, size, 3)).astype(np.float32)
-    out = PaperViews(stats(size, mean), size, normalize="standard", pca_noise=False)(images, "center")
+    views = PaperViews(stats(size, mean), size, normalize="standard", pca_noise=False)
+    out = views(images.to(device), "center").cpu()
     channel_mean = torch.tensor(mean.mean(axis=(0, 1))).view(1, 3, 1, 1)
     expected = (images.permute(0, 3, 1, 2).float() - channel_mean) / 50.0
     torch.testing.assert_close(out, expected)
+
+
+@on_cuda
+@pytest.mark.parametrize("normalize", NORMALIZE)
+def test_cuda_batch_stage_equals_the_cpu_one(normalize):
+    """The same images and seed give the same crops, mirrors, colour noise and centring on
+    CUDA as on the CPU, bit for bit: offsets, mirrors and colours are drawn on the host, and
+    the device only subtracts, scales and adds."""
+    size, crop = 40, 33
+    images = torch.randint(0, 256, (256, size, size, 3), dtype=torch.uint8)
+    mean = np.random.default_rng(0).uniform(0, 255, (size, size, 3)).astype(np.float32)
+    for pca_noise in (False, True):
+        for view in ("random", *VIEWS):
+            out = {}
+            for device in ("cpu", "cuda"):
+                torch.manual_seed(0)
+                views = PaperViews(stats(size, mean), crop, normalize, pca_noise=pca_noise)
+                out[device] = views(images.to(device), view)
+            assert out["cuda"].is_cuda
+            assert torch.equal(out["cuda"].cpu(), out["cpu"]), (view, pca_noise)
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +144,10 @@ def jpeg_folder(tmp_path_factory):
     return root
 
 
-def training_batch(compose_cfg, folder, *overrides):
+def training_batch(compose_cfg, folder, *overrides, device="cpu"):
     """The datamodule of the composed config, in a real Trainer's training state, and what
-    it makes of one batch of identical images equal to the mean (so only colour noise is left)."""
+    it makes on ``device`` of one batch of identical images equal to the mean (so only colour
+    noise is left) and of one batch of coded images."""
     cfg = compose_cfg("data=folder", f"data.root={folder}", "data.num_classes=3",
                       "data.image_size=20", "data.crop_size=16", "data.num_workers=0", *overrides)
     datamodule = instantiate(cfg.data)
@@ -127,14 +155,15 @@ def training_batch(compose_cfg, folder, *overrides):
     datamodule.trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     datamodule.trainer.training = True
     mean = torch.as_tensor(datamodule.stats.mean_image).round().to(torch.uint8)
-    batch = (mean.repeat(16, 1, 1, 1), torch.zeros(16, dtype=torch.long))
-    images = coded(16, 20)
-    return datamodule, lambda: datamodule.on_after_batch_transfer(batch, 0)[0], \
-        lambda: datamodule.on_after_batch_transfer((images, batch[1]), 0)[0]
+    batch = (mean.repeat(16, 1, 1, 1).to(device), torch.zeros(16, dtype=torch.long, device=device))
+    images = coded(16, 20).to(device)
+    return datamodule, lambda: datamodule.on_after_batch_transfer(batch, 0)[0].cpu(), \
+        lambda: datamodule.on_after_batch_transfer((images, batch[1]), 0)[0].cpu()
 
 
-def test_full_pipeline_crops_mirrors_and_adds_colour(compose_cfg, jpeg_folder):
-    dm, at_mean, at_coded = training_batch(compose_cfg, jpeg_folder)
+@pytest.mark.parametrize("device", DEVICES)
+def test_full_pipeline_crops_mirrors_and_adds_colour(compose_cfg, jpeg_folder, device):
+    dm, at_mean, at_coded = training_batch(compose_cfg, jpeg_folder, device=device)
     assert dm.stats.source == "published ImageNet constants"  # image files: the fallback
     noise = at_mean()  # the colour noise, plus the mean image's rounding to uint8 (< 0.5)
     assert noise.std(dim=(2, 3)).max() < 1e-4  # one colour per image

@@ -1,5 +1,6 @@
-"""Real images from ../shared/data through the whole pipeline: Imagenette prepared, then a
-short training run from the prepared folder; CIFAR-10's JPEGs as data=cifar10."""
+"""Real images from ../shared/data through the whole pipeline: Imagenette prepared (raw and
+compact JPEG), then a short training run from the prepared folder; CIFAR-10's JPEGs as
+data=cifar10."""
 import json
 import tarfile
 
@@ -12,7 +13,7 @@ from alexnet_lit.data.colour import IMAGENET_MEAN
 from alexnet_lit.prepare import main as prepare_main
 from alexnet_lit.probes import LayerActivity
 from alexnet_lit.train import train
-from conftest import SHARED_DATA, extracted
+from conftest import SHARED_DATA, extracted, needs_cuda
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -25,16 +26,18 @@ def subset(folder, out, per_class: int):
             (out / class_dir.name / f.name).symlink_to(f)
 
 
-def test_imagenette_prepare_then_train(compose_cfg, shared_cache, tmp_path):
+@pytest.mark.parametrize("storage, device", [  # jpeg on CUDA: decoded in batches by nvJPEG
+    ("raw", "cpu"), ("jpeg", "cpu"), pytest.param("jpeg", "cuda", marks=needs_cuda)])
+def test_imagenette_prepare_then_train(compose_cfg, shared_cache, tmp_path, storage, device):
     imagenette = extracted("imagenette2_224.tar", shared_cache) / "imagenette2_224"
     source, prepared = tmp_path / "imagenette", tmp_path / "prepared"
     subset(imagenette / "train", source / "train", 24)
     subset(imagenette / "val", source / "val", 6)
     meta = prepare_main([str(source), str(prepared), "--layout", "imagenet", "--image-size", "76",
-                         "--workers", "2", "--chunk-size", "50"])
+                         "--workers", "2", "--chunk-size", "50", "--storage", storage])
     assert meta["classes"][0] == "n01440764" and len(meta["classes"]) == 10
-    assert meta["splits"]["train"] == {"images": 240, "skipped": 0}
-    cfg = compose_cfg("experiment=tiny",
+    assert meta["splits"]["train"] == {"images": 240, "skipped": 0} and meta["storage"] == storage
+    cfg = compose_cfg("experiment=tiny", f"trainer.accelerator={device}",
                       "data=imagenet", f"data.root={prepared}", "data.num_classes=10",
                       "data.num_workers=1", "data.val_views=[center,tencrop]", "trainer.max_epochs=2")
     datamodule = instantiate(cfg.data)

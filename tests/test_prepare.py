@@ -1,15 +1,18 @@
 """`python -m alexnet_lit.prepare`: exact resized images, the training set's mean image and
-colour PCA, resuming without redoing finished work, and the skip policy's report."""
+colour PCA, resuming without redoing finished work, the skip policy's report, and the compact
+JPEG storage."""
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import DecodeError
-from alexnet_lit.data.prepared import PreparedImages, prepare
+from alexnet_lit.data.prepared import STORAGE, PreparedImages, PreparedJPEGs, decode_jpegs, prepare, read_meta
 from alexnet_lit.prepare import main
-from conftest import write_image
+from conftest import on_cuda, write_image
 from test_data_decode import reference
 
 KINDS = [("rgb", (37, 91)), ("gray", (60, 61)), ("cmyk", (50, 70)), ("png", (40, 33)),
@@ -136,3 +139,82 @@ def test_skip_policy_leaves_bad_files_out_and_lists_them(tmp_path):
 def test_cli_reports_errors_naming_what_was_expected(tmp_path):
     with pytest.raises(SystemExit, match=f"prepare: {tmp_path / 'missing'} does not exist"):
         main([str(tmp_path / "missing"), str(tmp_path / "out")])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+@pytest.fixture(scope="module")
+def both_storages(tmp_path_factory):
+    """The same source prepared raw and as JPEG shards (3 images a shard)."""
+    root = tmp_path_factory.mktemp("storages")
+    source = odd_folder(root / "src")
+    for storage in STORAGE:
+        main([str(source), str(root / storage), "--image-size", "64", "--workers", "2",
+              "--chunk-size", "3", "--storage", storage])
+    return root
+
+
+def test_compact_jpeg_format_decodes_close_to_the_raw_pixels(both_storages):
+    raw_meta, jpeg_meta = (read_meta(both_storages / s) for s in STORAGE)
+    assert (raw_meta["storage"], jpeg_meta["storage"], jpeg_meta["jpeg_quality"]) == ("raw", "jpeg", 95)
+    assert not (both_storages / "jpeg" / "train" / "images.npy").exists()
+    assert len(list((both_storages / "jpeg" / "train" / "shards").glob("*.jpegs"))) == 4  # 12 images, 3 a shard
+    for split in ("train", "val"):
+        raw, jpeg = PreparedImages(both_storages / "raw", split), PreparedJPEGs(both_storages / "jpeg", split, decode=True)
+        assert len(raw) == len(jpeg) and raw.labels.tolist() == jpeg.labels.tolist()
+        for i in range(len(raw)):
+            exact, decoded = raw[i][0].numpy(), jpeg[i][0].numpy()
+            assert decoded.shape == exact.shape == (64, 64, 3) and decoded.dtype == np.uint8
+            assert 30 < psnr(decoded, exact) < float("inf"), (split, i)  # lossy, but close
+    raw_stats, jpeg_stats = (PixelStats.load(both_storages / s / "stats.npz") for s in STORAGE)
+    np.testing.assert_array_equal(jpeg_stats.mean_image, raw_stats.mean_image)  # of the pixels, not the JPEGs
+    np.testing.assert_array_equal(jpeg_stats.eigvec, raw_stats.eigvec)
+
+
+def test_batched_decode_equals_the_workers_decode(both_storages):
+    as_bytes = PreparedJPEGs(both_storages / "jpeg", "train", decode=False)
+    decoded = PreparedJPEGs(both_storages / "jpeg", "train", decode=True)
+    blobs, labels = as_bytes.collate_fn([as_bytes[i] for i in range(len(as_bytes))])
+    assert all(b.dtype == torch.uint8 and b.dim() == 1 for b in blobs)
+    batch = decode_jpegs(blobs, torch.device("cpu"))
+    assert torch.equal(batch, torch.stack([decoded[i][0] for i in range(len(decoded))]))
+    assert labels.tolist() == decoded.labels.tolist()
+
+
+@on_cuda
+def test_nvjpeg_decodes_what_the_cpu_decodes(both_storages):
+    """nvJPEG against libjpeg-turbo: another IDCT and chroma upsampling, within 2 levels on
+    average (torchvision's own bound for its CUDA decoder) and 30 dB PSNR between them."""
+    as_bytes = PreparedJPEGs(both_storages / "jpeg", "train", decode=False)
+    blobs = [as_bytes[i][0] for i in range(len(as_bytes))]
+    on_gpu = decode_jpegs(blobs, torch.device("cuda"))
+    on_cpu = decode_jpegs(blobs, torch.device("cpu"))
+    assert on_gpu.is_cuda and on_gpu.shape == on_cpu.shape
+    difference = (on_gpu.cpu().float() - on_cpu.float()).abs()
+    assert difference.mean() < 2 and psnr(on_gpu.cpu().numpy(), on_cpu.numpy()) > 30
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "truncated"])
+def test_a_corrupt_shard_is_reported_naming_the_file(tmp_path, both_storages, damage):
+    folder = tmp_path / "jpeg"
+    shutil.copytree(both_storages / "jpeg", folder)
+    shard = folder / "train" / "shards" / "000001.jpegs"
+    data = bytearray(shard.read_bytes())
+    if damage == "overwritten":
+        data[len(data) // 2:len(data) // 2 + 16] = bytes(16)
+    else:
+        del data[len(data) - 100:]
+    shard.write_bytes(bytes(data))
+    images = PreparedJPEGs(folder, "train", decode=True)
+    assert images[2][0].shape == (64, 64, 3)  # the shards left alone still read
+    with pytest.raises(DecodeError, match=f"corrupt shard {shard}: the image of row [345]"):
+        for i in range(3, 6):
+            images[i]
+
+
+def test_unknown_storage_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="storage='png'"):
+        prepare(odd_folder(tmp_path / "src"), tmp_path / "out", storage="png")

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.train import optim_settings, train
-from conftest import REPO, compose_config
+from conftest import DEVICES, REPO, compose_config, extracted, float32_on_cuda, needs_cuda
 
 
 def test_precision_and_cudnn_benchmark_reach_the_trainer(compose_cfg):
@@ -28,15 +28,18 @@ def test_precision_and_cudnn_benchmark_reach_the_trainer(compose_cfg):
         torch.backends.cudnn.benchmark = before
 
 
-def two_steps(run_dir, cache, *speed: str) -> tuple[dict, float]:
-    """Two training steps of the tiny network: its weights and the last step's loss. Without
-    dropout: compiled code draws its random numbers from another generator."""
+def two_steps(run_dir, cache, *speed: str, device: str = "cpu") -> tuple[dict, float]:
+    """Two training steps of the tiny network on ``device``: its weights and the last step's
+    loss. Without dropout: compiled code, and CUDA, draw its random numbers from another
+    generator (crops, mirrors and colour noise are drawn on the host, the same everywhere)."""
     cfg = compose_config(["experiment=tiny", "model.dropout=0", "optim=milestones",
                           "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                          "+trainer.limit_val_batches=0", *speed],
-                         output_dir=run_dir, cache=cache)
-    metrics = train(cfg)
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+                          "+trainer.limit_val_batches=0", f"trainer.accelerator={device}",
+                          *speed], output_dir=run_dir, cache=cache)
+    with float32_on_cuda():
+        metrics = train(cfg)
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True,
+                       map_location="cpu")["state_dict"]
     return {k: v for k, v in state.items() if k.startswith("net.")}, metrics["train/loss"]
 
 
@@ -45,30 +48,40 @@ def default_run(tmp_path_factory, cache_dir):
     return two_steps(tmp_path_factory.mktemp("default"), cache_dir)
 
 
-def test_channels_last_learns_what_the_default_learns(default_run, tmp_path, cache_dir):
+# CUDA against the CPU: other convolution algorithms, another order of summation
+TOLERANCE = {"cpu": dict(rtol=1e-5, atol=1e-6), "cuda": dict(rtol=1e-4, atol=1e-5)}
+
+
+@pytest.mark.parametrize("device, channels_last", [
+    ("cpu", True), pytest.param("cuda", False, marks=needs_cuda), pytest.param("cuda", True, marks=needs_cuda)])
+def test_channels_last_and_cuda_learn_what_the_cpu_default_learns(default_run, tmp_path, cache_dir,
+                                                                  device, channels_last):
     reference, _ = default_run
-    weights, _ = two_steps(tmp_path, cache_dir, "speed.channels_last=true")
-    assert weights["net.features.conv1.weight"].is_contiguous(memory_format=torch.channels_last)
+    weights, _ = two_steps(tmp_path, cache_dir, f"speed.channels_last={channels_last}", device=device)
+    conv1 = weights["net.features.conv1.weight"]
+    assert conv1.is_contiguous(memory_format=torch.channels_last) == channels_last
     for name, value in reference.items():
-        torch.testing.assert_close(weights[name], value, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(weights[name], value, **TOLERANCE[device], msg=name)
 
 
 @pytest.mark.slow  # compiles a forward and a backward: half a minute on two cores
-def test_compiled_network_gives_the_default_outputs_and_gradients(compose_cfg):
+@pytest.mark.parametrize("device", DEVICES)  # CUDA: Triton kernels against cuDNN's
+def test_compiled_network_gives_the_default_outputs_and_gradients(compose_cfg, device):
     cfg = compose_cfg("experiment=tiny", "model.dropout=0")  # compiled dropout draws otherwise
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    eager = AlexNetModule(model, optim_settings(cfg))
-    compiled = AlexNetModule(model, optim_settings(cfg), compile=True, channels_last=True)
+    eager = AlexNetModule(model, optim_settings(cfg)).to(device)
+    compiled = AlexNetModule(model, optim_settings(cfg), compile=True, channels_last=True).to(device)
     compiled.load_state_dict(eager.state_dict())
     compiled.configure_model()
     traced = []
     compiled.net.features.conv1.register_forward_pre_hook(
         lambda *_: traced.append(torch.compiler.is_compiling()))
-    images = torch.randn(8, 3, cfg.model.input_size, cfg.model.input_size)
+    images = torch.randn(8, 3, cfg.model.input_size, cfg.model.input_size).to(device)
     outputs = []
     for module in (eager, compiled):
-        logits = module(images)
-        logits.square().sum().backward()
+        with float32_on_cuda():
+            logits = module(images)
+            logits.square().sum().backward()
         outputs.append((logits, [p.grad for p in module.net.parameters()]))
     assert traced == [True]  # the network ran as compiled code
     torch.testing.assert_close(outputs[1][0], outputs[0][0], rtol=1e-5, atol=1e-5)
@@ -77,9 +90,10 @@ def test_compiled_network_gives_the_default_outputs_and_gradients(compose_cfg):
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints interchange
 
 
-def test_bf16_mixed_precision_trains_on_cpu(default_run, tmp_path, cache_dir):
+@pytest.mark.parametrize("device", DEVICES)  # on CUDA, against the CPU's float32 run
+def test_bf16_mixed_precision_trains(default_run, tmp_path, cache_dir, device):
     reference, reference_loss = default_run
-    weights, loss = two_steps(tmp_path, cache_dir, "speed.precision=bf16-mixed")
+    weights, loss = two_steps(tmp_path, cache_dir, "speed.precision=bf16-mixed", device=device)
     assert all(torch.isfinite(w).all() and w.dtype == torch.float32 for w in weights.values())
     assert loss == pytest.approx(reference_loss, rel=2e-2)  # after one bf16 update, in bf16
     assert loss != reference_loss
@@ -124,3 +138,23 @@ def test_the_throughput_benchmark_runs_both_loops(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     fp32 = json.loads(out.read_text())["results"]["fp32"]
     assert len(fp32["plain"]["all_step_ms"]) == len(fp32["lightning"]["all_step_ms"]) == 2
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_every_part_small_on_cpu(tmp_path, shared_cache):
+    """benchmarks/gpu_check.py --device cpu: the script a GPU session runs, at a tiny size;
+    every part's JSON and the summary are written, none fails (its figures are not checked)."""
+    imagenette = extracted("imagenette2_224.tar", shared_cache) / "imagenette2_224"
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--out", str(out),
+                           "--imagenette", str(imagenette), "--threads", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    parts = {json.loads(f.read_text())["name"]: json.loads(f.read_text()) for f in sorted(out.glob("part*.json"))}
+    assert list(parts) == ["tests", "step", "end_to_end", "ddp_resume", "lrn", "formats", "recipe"]
+    assert {p["status"] for p in parts.values()} == {"passed"}
+    assert parts["ddp_resume"]["backend"] == "gloo" and parts["ddp_resume"]["resumed_weights_equal"]
+    assert [run["init"] for run in parts["recipe"]["runs"]] == ["kaiming", "paper", "caffe"]
+    assert all(run["val_top1_err"] and run["train_loss"] for run in parts["recipe"]["runs"])
+    summary = (out / "summary.md").read_text()
+    assert "Device: **" in summary and summary.count("## ") == 7

@@ -100,14 +100,14 @@ def save_stats(stats: PixelStats, path: Path) -> None:
 class PCAColourNoise:
     """Section 4.1: the colour [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T added to every pixel of an
     image, a_i ~ N(0, sigma) drawn per image each time it is used; returned on the 0..255
-    scale (255x the 0..1 value), one RGB row per image."""
+    scale (255x the 0..1 value), one RGB row per image, computed on the host (a few numbers a
+    batch), as the crops and mirrors are drawn: the same colours whatever the device."""
 
     def __init__(self, eigval, eigvec, sigma: float = PCA_SIGMA):
         self.eigval = torch.as_tensor(np.asarray(eigval), dtype=torch.float32)
         self.eigvec = torch.as_tensor(np.asarray(eigvec), dtype=torch.float32)
         self.sigma = sigma
 
-    def __call__(self, batch: int, device: torch.device) -> torch.Tensor:
-        self.eigval, self.eigvec = self.eigval.to(device), self.eigvec.to(device)
-        alpha = torch.randn(batch, 3, device=device) * self.sigma
+    def __call__(self, batch: int) -> torch.Tensor:
+        alpha = torch.randn(batch, 3) * self.sigma
         return 255.0 * (alpha * self.eigval) @ self.eigvec.T

@@ -5,7 +5,9 @@ ILSVRC-2012's flat val folder, see alexnet_lit.data.imagenet), which the workers
 bring to image_size x image_size (shorter side, then the central square), or a folder written
 by ``python -m alexnet_lit.prepare``, whose images are already at that size. Either way the
 workers hand over uint8 (S, S, 3) images; crops, mirrors, PCA colour noise and centring run on
-the whole batch on the device (``on_after_batch_transfer``, alexnet_lit.data.views).
+the whole batch on the device (``on_after_batch_transfer``, alexnet_lit.data.views). From a
+compact (``jpeg``) prepared folder, when training on a GPU, the workers hand over JPEG bytes
+instead, decoded as one batch by nvJPEG straight into GPU memory (``on_before_batch_transfer``).
 
 A prepared folder carries its own mean image and colour PCA; image files use the published
 ImageNet constants.
@@ -21,7 +23,7 @@ from torch.utils.data import DataLoader
 from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import ImageFiles, check_policy
 from alexnet_lit.data.imagenet import split_samples
-from alexnet_lit.data.prepared import STATS, PreparedImages, is_prepared, read_meta
+from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
 from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
 
@@ -56,7 +58,11 @@ class FolderDataModule(L.LightningDataModule):
                 raise ValueError(f"data.image_size={h.image_size} but {self.root} was prepared at "
                                  f"{meta['image_size']}x{meta['image_size']}")
             self.classes, stats = meta["classes"], PixelStats.load(self.root / STATS)
-            self.train_set, self.val_set = PreparedImages(self.root, "train"), PreparedImages(self.root, "val")
+            if meta["storage"] == "jpeg":  # decoded on the GPU where the batch stage runs, else by the workers
+                decode = self.batch_device().type != "cuda"
+                self.train_set, self.val_set = (PreparedJPEGs(self.root, s, decode) for s in ("train", "val"))
+            else:
+                self.train_set, self.val_set = PreparedImages(self.root, "train"), PreparedImages(self.root, "val")
         else:
             self.classes, train = split_samples(self.root, "train", h.synsets)
             _, val = split_samples(self.root, h.val_split, h.synsets, self.classes, h.val_labels)
@@ -72,6 +78,10 @@ class FolderDataModule(L.LightningDataModule):
         self.stats = stats
         self.views = PaperViews(stats, h.crop_size, h.normalize, pca_noise=h.pca_noise and h.augment)
 
+    def batch_device(self) -> torch.device:
+        """Where Lightning moves each batch, and the batch stage runs."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         """Every loader is built here. ``batch_size`` is the global batch, shared by the
         processes; the samplers (alexnet_lit.data.sampling) shard the data themselves: for
@@ -81,7 +91,8 @@ class FolderDataModule(L.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         settings = dict(batch_size=local_batch_size(h.batch_size, world), num_workers=h.num_workers,
                         pin_memory=torch.cuda.is_available(), persistent_workers=h.num_workers > 0,
-                        generator=torch.Generator())  # worker seeds: not from the step's RNG
+                        generator=torch.Generator(),  # worker seeds: not from the step's RNG
+                        collate_fn=getattr(dataset, "collate_fn", None))
         if shuffle:
             sampler = TrainSampler(len(dataset), h.batch_size, rank, world,
                                    seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
@@ -96,6 +107,8 @@ class FolderDataModule(L.LightningDataModule):
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
+        if isinstance(images, list):  # JPEG bytes of a compact prepared folder
+            images = decode_jpegs(images, self.batch_device())
         keep = labels >= 0  # -1: a file skipped under on_error=skip
         return (images, labels) if keep.all() else (images[keep], labels[keep])
 

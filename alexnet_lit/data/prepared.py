@@ -1,10 +1,17 @@
-"""The prepared format: every image brought to image_size x image_size once (PAPER.md "Data")
-and stored raw, one uint8 (N, S, S, 3) ``.npy`` array per split, read through a memory map.
+"""The prepared format: every image brought to image_size x image_size once (PAPER.md "Data"),
+stored in one of two ways (``storage``, chosen when preparing and recorded in prepared.json):
 
-Raw pixels won the measurement (``benchmarks/data_throughput.py``): a read is a copy, with no
-decoding, any number of DDP processes share one file through the page cache, and the bytes
-are exactly the resized originals. The price is disk space: S*S*3 bytes an image (196,608 at
-256, so about 252 GB for ILSVRC-2012's training set).
+- ``raw``: one uint8 (N, S, S, 3) ``.npy`` array per split, read through a memory map. It won
+  the per-core measurement (``benchmarks/data_throughput.py``): a read is a copy, with no
+  decoding, any number of DDP processes share one file through the page cache, and the bytes
+  are exactly the resized originals. The price is disk: S*S*3 bytes an image (196,608 at 256,
+  so about 252 GB for ILSVRC-2012's training set, beyond a node's page cache).
+- ``jpeg``: the same S x S images as JPEG (quality 95), 7x smaller on Imagenette, in large
+  shard files with an index; decoded in batches by nvJPEG where the batch stage runs on a GPU
+  (alexnet_lit.data.folder), by the loader workers otherwise. Every image's CRC-32 is in the
+  index: a corrupt shard is reported, naming the file, never decoded into wrong pixels.
+
+The mean image and colour PCA are of the resized pixels before any encoding, in both.
 
 Layout of a prepared folder::
 
@@ -12,7 +19,9 @@ Layout of a prepared folder::
     plan.json          what is being prepared (resuming checks it is the same)
     stats.npz          training set's mean image and RGB covariance eigen decomposition
     skipped.txt        files left out under on_error=skip, with their errors
-    {train,val}/images.npy   uint8 (N, S, S, 3)
+    {train,val}/images.npy   uint8 (N, S, S, 3) (storage raw)
+    {train,val}/shards/*.jpegs   concatenated JPEG files, one shard per chunk (storage jpeg)
+    {train,val}/index.npy    int64 (N, 4): shard, byte offset, length, CRC-32 (storage jpeg)
     {train,val}/labels.npy   int64 (N,), -1 for a skipped file
     {train,val}/files.txt    source files, one per row, relative to the source folder
 
@@ -20,9 +29,11 @@ Preparation runs in chunks over a process pool; each finished chunk leaves a sma
 its pixel sums, so an interrupted run resumes where it stopped.
 """
 import hashlib
+import io
 import json
 import os
 import shutil
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from numpy.lib.format import open_memmap
+from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_jpeg
 from tqdm import tqdm
 
 from alexnet_lit.data.colour import PixelSums, save_stats
@@ -40,6 +53,8 @@ from alexnet_lit.data.imagenet import Samples, split_samples
 FORMAT = "alexnet-lit prepared v1"
 MARKER, PLAN, STATS, SKIPPED = "prepared.json", "plan.json", "stats.npz", "skipped.txt"
 LAYOUTS = ("folder", "imagenet")  # imagenet: class folders must be WordNet ids
+STORAGE = ("raw", "jpeg")
+JPEG_QUALITY = 95
 
 
 def is_prepared(root: Path) -> bool:
@@ -47,7 +62,11 @@ def is_prepared(root: Path) -> bool:
 
 
 def read_meta(root: Path) -> dict:
-    return json.loads((Path(root) / MARKER).read_text())
+    return {"storage": "raw", **json.loads((Path(root) / MARKER).read_text())}
+
+
+def shard_path(root: Path, split: str, shard: int) -> Path:
+    return Path(root) / split / "shards" / f"{shard:06d}.jpegs"
 
 
 class PreparedImages(Dataset):
@@ -73,9 +92,66 @@ class PreparedImages(Dataset):
         return torch.from_numpy(np.array(self._images[self.rows[index]])), int(self.labels[index])
 
 
+class PreparedJPEGs(Dataset):
+    """One split of a compact (``jpeg``) prepared folder: each image's JPEG bytes (1-D uint8),
+    checked against the CRC-32 in the index, or with ``decode`` the uint8 (S, S, 3) image.
+    Undecoded bytes come in batches as a list (:func:`collate_jpegs`)."""
+
+    def __init__(self, root: Path, split: str, decode: bool):
+        self.root, self.split, self.decode = Path(root), split, decode
+        labels = np.load(self.root / split / "labels.npy")
+        self.index = np.load(self.root / split / "index.npy")
+        self.rows = np.flatnonzero(labels >= 0)
+        self.labels = labels[self.rows]
+        self.collate_fn = None if decode else collate_jpegs
+        self._shards = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_shards": {}}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def jpeg(self, index: int) -> torch.Tensor:
+        row = self.rows[index]
+        shard, offset, length, crc = (int(v) for v in self.index[row])
+        path = shard_path(self.root, self.split, shard)
+        if shard not in self._shards:
+            self._shards[shard] = np.memmap(path, np.uint8, mode="r")
+        data = np.array(self._shards[shard][offset:offset + length])
+        if len(data) != length or zlib.crc32(data) != crc:
+            raise DecodeError(f"corrupt shard {path}: the image of row {row} ({length} bytes at byte "
+                              f"{offset}) is {'cut short' if len(data) != length else 'not what was written'}; "
+                              f"prepare {self.root} again")
+        return torch.from_numpy(data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        data = self.jpeg(index)
+        if self.decode:
+            data = decode_jpeg(data, ImageReadMode.RGB).permute(1, 2, 0)
+        return data, int(self.labels[index])
+
+
+def collate_jpegs(samples: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    return [data for data, _ in samples], torch.tensor([label for _, label in samples])
+
+
+def decode_jpegs(batch: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """JPEG bytes -> uint8 (B, S, S, 3) on ``device``, as one batch (nvJPEG on CUDA)."""
+    images = decode_jpeg(batch, ImageReadMode.RGB, device=device)
+    return torch.stack([image.permute(1, 2, 0) for image in images])
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 @dataclass
 class Chunk:
-    """Rows start..start+len(paths) of one split, prepared by one worker."""
+    """Rows start..start+len(paths) of one split, prepared by one worker into ``array`` (raw)
+    or its own shard file (jpeg)."""
     array: Path
     marker: Path
     start: int
@@ -83,11 +159,23 @@ class Chunk:
     image_size: int
     on_error: str
     with_stats: bool
+    storage: str = "raw"
+
+
+def write_shard(path: Path, blobs: list[bytes]) -> dict:
+    """Concatenated ``blobs``, written whole or not at all; their offsets, lengths and CRCs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_bytes(b"".join(blobs))
+    os.replace(partial, path)
+    lengths = np.array([len(b) for b in blobs], np.int64)
+    return dict(offsets=np.cumsum(lengths) - lengths, lengths=lengths,
+                crcs=np.array([zlib.crc32(b) for b in blobs], np.int64))
 
 
 def prepare_chunk(chunk: Chunk) -> int:
-    images = np.load(chunk.array, mmap_mode="r+")
-    sums, skipped, errors = PixelSums(chunk.image_size), [], []
+    images = np.load(chunk.array, mmap_mode="r+") if chunk.storage == "raw" else None
+    sums, skipped, errors, blobs = PixelSums(chunk.image_size), [], [], []
     for row, path in enumerate(chunk.paths, start=chunk.start):
         try:
             pixels = prepare_image(path, chunk.image_size)
@@ -96,15 +184,23 @@ def prepare_chunk(chunk: Chunk) -> int:
                 raise
             skipped.append(row)
             errors.append(str(err))
+            blobs.append(b"")
             continue
-        images[row] = pixels
+        if images is None:
+            blobs.append(encode_jpeg(pixels))
+        else:
+            images[row] = pixels
         if chunk.with_stats:
             sums.add(pixels[None])
-    images.flush()
-    del images
+    shard = {}
+    if images is None:
+        shard = write_shard(chunk.array, blobs)
+    else:
+        images.flush()
+        del images
     partial = chunk.marker.with_name(f"{chunk.marker.stem}.partial.npz")
     np.savez(partial, skipped=np.array(skipped, np.int64), errors=np.array(errors, dtype=str),
-             **sums.state())
+             **sums.state(), **shard)
     os.replace(partial, chunk.marker)  # the chunk counts as done only once this exists
     return len(chunk.paths)
 
@@ -126,8 +222,9 @@ def _start(out: Path, plan: dict, splits: dict[str, Samples], source: Path) -> N
     size = plan["image_size"]
     for name, samples in splits.items():
         (out / name / "chunks").mkdir(parents=True, exist_ok=True)
-        open_memmap(out / name / "images.npy", mode="w+", dtype=np.uint8,
-                    shape=(len(samples), size, size, 3)).flush()
+        if plan["storage"] == "raw":
+            open_memmap(out / name / "images.npy", mode="w+", dtype=np.uint8,
+                        shape=(len(samples), size, size, 3)).flush()
         np.save(out / name / "labels.npy", np.array([label for _, label in samples], np.int64))
         (out / name / "files.txt").write_text(
             "".join(f"{os.path.relpath(path, source)}\n" for path, _ in samples))
@@ -152,12 +249,15 @@ def _run(chunks: list[Chunk], workers: int, progress: bool) -> None:
 
 
 def write_prepared(out: Path, classes: list[str], source: str, image_size: int,
-                   splits: dict[str, np.ndarray], sums: PixelSums, skipped: list[str]) -> dict:
+                   splits: dict[str, np.ndarray], sums: PixelSums, skipped: list[str],
+                   storage: str = "raw") -> dict:
     """Finish a prepared folder: statistics, report and, last, the marker. ``splits`` maps
     each split to its labels (-1 for a skipped file)."""
     save_stats(sums.stats(source=str(out / STATS)), out / STATS)
     (out / SKIPPED).write_text("".join(f"{line}\n" for line in skipped))
-    meta = dict(format=FORMAT, source=source, image_size=image_size, classes=classes,
+    encoding = {} if storage == "raw" else dict(jpeg_quality=JPEG_QUALITY)
+    meta = dict(format=FORMAT, source=source, image_size=image_size, storage=storage, **encoding,
+                classes=classes,
                 splits={name: dict(images=int((labels >= 0).sum()), skipped=int((labels < 0).sum()))
                         for name, labels in splits.items()})
     (out / f"{MARKER}.partial").write_text(json.dumps(meta, indent=1))
@@ -183,14 +283,22 @@ def _finish(out: Path, plan: dict) -> dict:
     sums, skipped, labels = PixelSums(plan["image_size"]), [], {}
     for name in plan["splits"]:
         labels[name] = np.load(out / name / "labels.npy")
+        index = np.zeros((len(labels[name]), 4), np.int64)  # jpeg: shard, offset, length, CRC
         for marker in sorted((out / name / "chunks").glob("[0-9]*[0-9].npz")):
             with np.load(marker) as done:
                 labels[name][done["skipped"]] = -1
                 skipped += list(done["errors"])
                 if name == "train":
                     sums.merge(PixelSums.from_state(done))
+                if plan["storage"] == "jpeg":
+                    shard, start = int(marker.stem), int(marker.stem) * plan["chunk_size"]
+                    index[start:start + len(done["lengths"])] = np.stack(
+                        [np.full_like(done["lengths"], shard), done["offsets"], done["lengths"], done["crcs"]], 1)
         np.save(out / name / "labels.npy", labels[name])
-    meta = write_prepared(out, plan["classes"], plan["source"], plan["image_size"], labels, sums, skipped)
+        if plan["storage"] == "jpeg":
+            np.save(out / name / "index.npy", index)
+    meta = write_prepared(out, plan["classes"], plan["source"], plan["image_size"], labels, sums, skipped,
+                          plan["storage"])
     for name in plan["splits"]:
         shutil.rmtree(out / name / "chunks")
     return meta
@@ -198,26 +306,29 @@ def _finish(out: Path, plan: dict) -> dict:
 
 def prepare(source, out, layout: str = "folder", image_size: int = 256, workers: int | None = None,
             on_error: str = "error", val_split: str = "val", val_labels: str | None = None,
-            chunk_size: int = 1000, progress: bool = True) -> dict:
-    """Prepare ``source`` (train/ and val_split/, see alexnet_lit.data.imagenet) into ``out``;
-    resumes a run that stopped, returns the contents of prepared.json."""
+            chunk_size: int = 1000, progress: bool = True, storage: str = "raw") -> dict:
+    """Prepare ``source`` (train/ and val_split/, see alexnet_lit.data.imagenet) into ``out``,
+    stored ``raw`` or as ``jpeg``; resumes a run that stopped, returns prepared.json's contents."""
     check_policy(on_error)
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}: expected one of {list(LAYOUTS)}")
+    if storage not in STORAGE:
+        raise ValueError(f"storage={storage!r}: expected one of {list(STORAGE)}")
     source, out = Path(source).expanduser().resolve(), Path(out).expanduser()
     classes, train = split_samples(source, "train", synsets=layout == "imagenet")
     _, val = split_samples(source, val_split, layout == "imagenet", classes, val_labels)
     splits = {"train": train, "val": val}
     plan = dict(format=FORMAT, source=str(source), layout=layout, image_size=image_size,
-                chunk_size=chunk_size, classes=classes,
+                storage=storage, chunk_size=chunk_size, classes=classes,
                 splits={name: dict(images=len(s), digest=_digest(s, source)) for name, s in splits.items()})
     out.mkdir(parents=True, exist_ok=True)
     _start(out, plan, splits, source)
     if is_prepared(out):
         return read_meta(out)
-    chunks = [Chunk(out / name / "images.npy", out / name / "chunks" / f"{start // chunk_size:06d}.npz",
+    chunks = [Chunk(out / name / "images.npy" if storage == "raw" else shard_path(out, name, start // chunk_size),
+                    out / name / "chunks" / f"{start // chunk_size:06d}.npz",
                     start, [path for path, _ in samples[start:start + chunk_size]], image_size,
-                    on_error, with_stats=name == "train")
+                    on_error, with_stats=name == "train", storage=storage)
               for name, samples in splits.items() for start in range(0, len(samples), chunk_size)]
     try:
         _run([c for c in chunks if not c.marker.is_file()], workers or os.cpu_count() or 1, progress)

@@ -22,6 +22,12 @@ def centre_offset(size: int, crop: int) -> int:
     return int(round((size - crop) / 2.0))  # as torchvision's CenterCrop (256 -> 227: 14, as Caffe)
 
 
+def to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small tensor drawn on the host, on ``device`` without waiting for it: a copy from
+    pageable memory would wait for the device's queued work (the last step) every batch."""
+    return values.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else values.to(device)
+
+
 def windows(images: torch.Tensor, crop: int) -> torch.Tensor:
     """(B, S, S, C) -> a view (B, n, n, crop, crop, C), n = S - crop + 1: [b, top, left] is
     image b's crop at (top, left). Nothing is copied until views are picked out of it."""
@@ -59,13 +65,13 @@ class PaperViews:
             self.scale = self.scale.to(device)
             centred.mul_(self.scale)
         crops = windows(centred, c)
-        if view == "random":  # offsets and mirrors drawn on the host: no device sync
-            top, left = torch.randint(0, size - c + 1, (2, batch)).to(device)
+        if view == "random":  # offsets, mirrors and colours drawn on the host: no device sync
+            top, left = to_device(torch.randint(0, size - c + 1, (2, batch)), device)
             x = crops[torch.arange(batch, device=device), top, left]  # (B, c, c, 3)
-            mirrored = torch.nonzero(torch.rand(batch) < 0.5)[:, 0].to(device)
+            mirrored = to_device(torch.nonzero(torch.rand(batch) < 0.5)[:, 0], device)
             x[mirrored] = x[mirrored].flip(2)
             if self.colour_noise is not None:
-                noise = self.colour_noise(batch, device)
+                noise = to_device(self.colour_noise(batch), device)
                 x += (noise if self.scale is None else noise * self.scale).view(batch, 1, 1, 3)
             x = x[:, None]
         elif view == "center":

@@ -21,9 +21,9 @@ part that fails is recorded as failed, with its error, and the next one runs.
 6. formats: raw against compact JPEG prepared data: decode images/s on the device, and end to
    end (benchmarks/prepared_formats.py);
 7. recipe: the full network trained for a fixed time on prepared Imagenette under each set
-   of overrides (``--recipe``; default: the composed defaults, model.init=paper,
-   model.init=caffe): validation error per epoch and training loss every N steps against
-   chance.
+   of overrides (``--recipe``; default: the composed defaults (init caffe), the paper's literal
+   init (model.init=paper), and a modern one on standardised inputs): validation error per
+   epoch and training loss every N steps against chance.
 
 Imagenette (``--imagenette``: the tar or its extracted folder, default ../shared/data's) is
 prepared on the spot; without it parts 3 and 6 use a generated set (alexnet_lit.data.synthetic)
@@ -85,7 +85,7 @@ SIZES = {
                 ddp_train_per_class=20, lrn_shape=[4, 96, 27, 27], lrn_repeats=2, lrn_dtypes=["float32"],
                 decode_images=64, decode_batch=32, recipe_seconds=5, recipe_log_every=1),
 }
-DEFAULT_RECIPES = ["", "model.init=paper", "model.init=caffe"]
+DEFAULT_RECIPES = ["", "model.init=paper", "model.init=kaiming data.normalize=standard"]
 
 
 def without_checkpoints(folder: Path) -> list[str]:

@@ -115,6 +115,7 @@ class ResultsWriter(Callback):
         self.path, self.meta = Path(path), dict(meta)
         self.best: dict = {}
         self.elapsed_before = 0.0  # wall time of earlier, resumed-from runs
+        self.start = time.time()  # reset when fitting starts; set here for errors in setup
         self.loss_watch, self.val_images = LossWatch(), 0
 
     def state_dict(self) -> dict:

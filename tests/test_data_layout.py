@@ -116,14 +116,21 @@ def test_ground_truth_is_checked_not_assumed(imagenet):
     with pytest.raises(ValueError, match="no training class folder"):  # a wnid not in train/
         split_samples(root, "val", True, WNIDS[:2] + ["n09999999"],
                       val_labels=str(truth / "LOC_val_solution.csv"))
-    lopsided = truth / "lopsided.txt"  # every image in one class: the mapping must be wrong
-    lopsided.write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG 0\n" for i in range(1, 7)))
-    with pytest.raises(ValueError, match="1 of the 3 classes"):
-        split_samples(root, "val", True, WNIDS, val_labels=str(lopsided))
+    partial = truth / "partial.txt"  # every image in one class: accepted, with a warning
+    partial.write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG 0\n" for i in range(1, 7)))
+    with pytest.warns(UserWarning, match="of 1 of the 3 training classes; 2 classes have none"):
+        _, samples = split_samples(root, "val", True, WNIDS, val_labels=str(partial))
+    assert {label for _, label in samples} == {0} and len(samples) == 6
 
 
-def test_val_class_folders_must_match_train(imagenet):
+def test_val_class_folders_may_be_a_subset_of_train_but_not_more(imagenet):
+    """Issue 13: partial validation sets (subsets, a quick look) are common; the labels stay
+    the training split's indices. A folder training does not know is refused."""
     root, _ = imagenet
-    write_image(root / "val" / "n01440764" / "x.JPEG")
-    with pytest.raises(ValueError, match=r"missing \['n01443537', 'n02102040'\]"):
+    write_image(root / "val" / "n02102040" / "x.JPEG")
+    with pytest.warns(UserWarning, match="of 1 of the 3 training classes"):
+        classes, samples = split_samples(root, "val", True, WNIDS)
+    assert classes == WNIDS and samples == [(str(root / "val" / "n02102040" / "x.JPEG"), 2)]
+    write_image(root / "val" / "n09999999" / "y.JPEG")
+    with pytest.raises(ValueError, match=r"unknown to the training split: \['n09999999'\]"):
         split_samples(root, "val", True, WNIDS)

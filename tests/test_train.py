@@ -111,3 +111,14 @@ def test_readme_quick_start(tmp_path):
     assert results["val_top1_err"] < 0.8  # chance is 0.9
     assert (run / ".hydra" / "config.yaml").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
     assert list((tmp_path / "cache").glob("synthetic-*/train/class009/*.jpg"))
+
+
+def test_an_error_in_setup_ends_in_one_error_and_a_failed_results_json(compose_cfg, tmp_path):
+    """Issue 13: a missing data folder raised while the Trainer set up was followed by an
+    AttributeError from the results writer, which hid it and left no results.json."""
+    cfg = compose_cfg("experiment=tiny", "data=folder", f"data.root={tmp_path / 'absent'}", "data.num_classes=10")
+    with pytest.raises(FileNotFoundError, match="absent does not exist") as error:
+        train(cfg)
+    assert error.value.__context__ is None or not isinstance(error.value.__context__, AttributeError)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "failed" and "absent does not exist" in results["error"]

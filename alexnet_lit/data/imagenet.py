@@ -11,6 +11,7 @@ ImageNet, the torchvision convention); every ground truth is checked against the
 import csv
 import io
 import os
+import warnings
 import re
 import tarfile
 from pathlib import Path
@@ -38,9 +39,12 @@ def class_names(folder: Path, synsets: bool = False) -> list[str]:
     return classes
 
 
-def folder_samples(folder: Path, classes: list[str]) -> Samples:
+def folder_samples(folder: Path, classes: list[str], present: list[str] | None = None) -> Samples:
+    """(file, class index in ``classes``) for every image in the class folders ``present``
+    (all of ``classes`` by default)."""
     samples = []
-    for index, name in enumerate(classes):
+    for name in present or classes:
+        index = classes.index(name)
         files = sorted(e.name for e in os.scandir(folder / name)
                        if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
         if not files:
@@ -163,20 +167,26 @@ def split_samples(root: Path, split: str, synsets: bool = False, classes: list[s
             + (", or the flat ILSVRC2012_val_*.JPEG files plus a ground truth" if classes else ""))
     found = class_names(folder, synsets)
     if classes is None or found:
-        if classes is not None and found != classes:
-            raise ValueError(f"{folder}: class folders differ from the training split's: missing "
-                             f"{sorted(set(classes) - set(found))[:3]}, extra "
-                             f"{sorted(set(found) - set(classes))[:3]}")
         if not found:
             raise FileNotFoundError(f"{folder}: expected one folder of images per class, found none")
-        return found, folder_samples(folder, found)
+        if classes is None:
+            return found, folder_samples(folder, found)
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise ValueError(f"{folder}: class folders unknown to the training split: {unknown[:3]}")
+        warn_partial(folder, len(found), classes)
+        return classes, folder_samples(folder, classes, found)
     if not any(FLAT_VAL.fullmatch(e.name) for e in os.scandir(folder)):
         raise FileNotFoundError(f"{folder} holds neither class folders nor ILSVRC2012_val_*.JPEG files")
     truth = Path(val_labels).expanduser() if val_labels else find_ground_truth(root, folder)
     samples = flat_val_samples(folder, classes, truth)
-    covered = {label for _, label in samples}
-    if len(covered) != len(classes):
-        absent = [c for i, c in enumerate(classes) if i not in covered]
-        raise ValueError(f"{truth} labels {folder}'s images with {len(covered)} of the "
-                         f"{len(classes)} classes; none with {absent[:3]}: is the mapping right?")
+    warn_partial(f"{truth} for {folder}", len({label for _, label in samples}), classes)
     return classes, samples
+
+
+def warn_partial(where, covered: int, classes: list[str]) -> None:
+    """A validation set may cover only some of the training classes (a subset, a quick look):
+    one line says how many have no image."""
+    if covered < len(classes):
+        warnings.warn(f"{where}: validation images of {covered} of the {len(classes)} training "
+                      f"classes; {len(classes) - covered} classes have none", stacklevel=3)

@@ -40,18 +40,24 @@ def last(run_dir) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
 
 
-def signal_after_checkpoint(proc: subprocess.Popen, run_dir, min_step: int, sig: int) -> None:
-    """Send ``sig`` as soon as last.ckpt holds at least ``min_step`` steps."""
+def wait_for_checkpoint(run_dir, min_step: int, running) -> None:
+    """Return as soon as last.ckpt holds at least ``min_step`` steps; fail if ``running()``
+    turns false first."""
     path, seen = run_dir / "checkpoints" / "last.ckpt", None
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and running():
         if path.exists() and path.stat().st_mtime_ns != seen:
             seen = path.stat().st_mtime_ns
             if last(run_dir)["global_step"] >= min_step:
-                proc.send_signal(sig)
                 return
         time.sleep(0.01)
     raise AssertionError(f"no checkpoint at step {min_step} before the run ended:\n{output(run_dir)}")
+
+
+def signal_after_checkpoint(proc: subprocess.Popen, run_dir, min_step: int, sig: int) -> None:
+    """Send ``sig`` as soon as last.ckpt holds at least ``min_step`` steps."""
+    wait_for_checkpoint(run_dir, min_step, lambda: proc.poll() is None)
+    proc.send_signal(sig)
 
 
 def assert_same_run(run_dir, uninterrupted: dict) -> None:

@@ -24,6 +24,7 @@ from alexnet_lit.data.imagenet import split_samples
 from alexnet_lit.data.prepared import STATS, PreparedImages, is_prepared, read_meta
 from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
+from alexnet_lit.faults import ignore_sigterm
 
 
 class FolderDataModule(L.LightningDataModule):
@@ -81,7 +82,8 @@ class FolderDataModule(L.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         settings = dict(batch_size=local_batch_size(h.batch_size, world), num_workers=h.num_workers,
                         pin_memory=torch.cuda.is_available(), persistent_workers=h.num_workers > 0,
-                        generator=torch.Generator())  # worker seeds: not from the step's RNG
+                        generator=torch.Generator(),  # worker seeds: not from the step's RNG
+                        worker_init_fn=ignore_sigterm)  # not Lightning's seeding: workers draw no random numbers
         if shuffle:
             sampler = TrainSampler(len(dataset), h.batch_size, rank, world,
                                    seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))

@@ -2,6 +2,7 @@
 the weights, momentum, lr schedule and metrics.csv of an uninterrupted run (CPU,
 deterministic mode)."""
 import json
+import os
 import signal
 import subprocess
 import time
@@ -22,7 +23,7 @@ def start(run_dir, cache, *extra: str, env: dict | None = None) -> subprocess.Po
     """The run in the background, its output in run_dir.log."""
     log = open(f"{run_dir}.log", "w")
     return subprocess.Popen(train_command(run_dir, cache, *SAME, *extra), cwd=REPO, stdout=log,
-                            stderr=log, env=env)
+                            stderr=log, env=env, start_new_session=True)  # its own process group
 
 
 def output(run_dir) -> str:
@@ -106,9 +107,11 @@ def test_kill9_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, cache_dir, un
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_exits_cleanly_and_a_rerun_continues(tmp_path, cache_dir, uninterrupted):
+    """SIGTERM to every process of the run, its loader workers too, as SLURM sends it."""
     run = tmp_path / "run"
     proc = start(run, cache_dir)
-    signal_after_checkpoint(proc, run, 5, signal.SIGTERM)
+    wait_for_checkpoint(run, 5, lambda: proc.poll() is None)
+    os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, output(run)
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "interrupted"

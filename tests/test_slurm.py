@@ -54,7 +54,7 @@ def test_a_sweep_through_the_slurm_launcher_completes_and_reports(tmp_path, cach
     job_ids = [p.name for p in (sweep / ".submitit").iterdir() if list(p.glob("*_result.pkl"))]
     assert len(job_ids) == 2  # an array job of two tasks, run by SLURM
     for job_id in job_ids:
-        job = slurm.job(job_id)
+        job = slurm.wait(job_id, timeout=60)  # submitit is done at the result file, SLURM soon after
         assert (job["JobState"], job["NumCPUs"], job["TRES"]) == ("COMPLETED", "1", "cpu=1,node=1,billing=1")
 
     report.main([str(sweep)])

@@ -119,7 +119,7 @@ def slurm(tmp_path_factory) -> SlurmCluster:
     if os.geteuid() != 0:
         pytest.skip("SLURM tests run slurmd, which starts jobs, as root: run them as root")
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    cluster.env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    cluster.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     cluster.start()
     yield cluster
     cluster.stop()

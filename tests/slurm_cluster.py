@@ -29,6 +29,7 @@ AuthType=auth/munge
 CredType=cred/munge
 # cred_expire: also how long a requeued job waits before it starts again (default 120 s)
 AuthInfo=socket={folder}/munge/munge.socket,cred_expire=5
+# a requeued job starts as soon as that wait is over, not at the next minute's scheduling
 SchedulerParameters=sched_interval=1
 StateSaveLocation={folder}/state
 SlurmdSpoolDir={folder}/spool
@@ -48,7 +49,9 @@ JobCompType=jobcomp/none
 JobRequeue=1
 ReturnToService=2
 KillWait=10
+# ended jobs stay in scontrol show job for an hour
 MinJobAge=3600
+# the node's CPUs as configured, even where the machine has fewer
 SlurmdParameters=config_overrides
 NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=2000 State=UNKNOWN
 PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
@@ -109,8 +112,8 @@ class SlurmCluster:
             exited = {n: p.returncode for n, p in self.daemons.items() if p.poll() is not None}
             if exited or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"SLURM test cluster in {self.folder}: no {what} after {timeout:.0f} s"
-                                   f"{f'; exited: {exited}' if exited else ''}\n{self.logs()}")
+                why = f"exited with status {exited}" if exited else f"none after {timeout:.0f} s"
+                raise RuntimeError(f"SLURM test cluster in {self.folder}: waiting for {what}, {why}\n{self.logs()}")
             time.sleep(0.5)
 
     def logs(self, lines: int = 30) -> str:

@@ -90,6 +90,14 @@ class StepSeeds(Callback):
         self._reseed(trainer)  # for the next batch, whose crops are drawn before its step
 
 
+def ignore_sigterm(worker_id: int) -> None:
+    """Data loader workers' ``worker_init_fn``: SIGTERM is the training process's to handle.
+    SLURM sends it to every process of a job step (``scancel -s TERM``, ``--signal``); a
+    worker it killed would fail the run before its checkpoint. The training process still
+    shuts the workers down, and SLURM's SIGKILL ends any left after its KillWait."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def requeue_slurm_job() -> None:
     """``scontrol requeue`` this job: SLURM restarts it with the same command."""
     job = os.environ["SLURM_JOB_ID"]
@@ -204,12 +212,11 @@ class LastCheckpoint(Callback):
             self._release()  # an error inside validation: Lightning's handler back
             return
         save(trainer, self.path)
-        if SLURMEnvironment.detect():
-            if trainer.is_global_zero:
-                requeue_slurm_job()
-        else:
-            log.info(f"SIGTERM: saved {self.path} at step {trainer.global_step}; "
-                     "run the same command again to continue")
+        log.info(f"SIGTERM: saved {self.path} at step {trainer.global_step}")
+        if not SLURMEnvironment.detect():
+            log.info("run the same command again to continue")
+        elif trainer.is_global_zero:
+            requeue_slurm_job()
 
 
 class NonFiniteLossError(RuntimeError):

@@ -29,6 +29,11 @@ CONFIG_DIR = next(str(d) for d in (Path(__file__).resolve().parent.parent / "con
                                    Path(__file__).resolve().parent / "conf")
                   if (d / "train.yaml").is_file())
 
+# For conf/hydra/launcher/slurm.yaml: a SLURM task asks for what the run uses.
+OmegaConf.register_new_resolver("gpus_unless_cpu",
+                                lambda accelerator, devices: None if accelerator == "cpu" else devices)
+OmegaConf.register_new_resolver("add", lambda a, b: a + b)
+
 
 def ablation_names() -> list[str]:
     """The ablation files this run composed (``+ablation=a`` or ``+ablation=[a,b]``)."""

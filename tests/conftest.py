@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from alexnet_lit.train import CONFIG_DIR
+from slurm_cluster import SlurmCluster, missing_programs
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("ALEXNET_LIT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -132,6 +133,23 @@ def train_command(run_dir: Path, cache: Path, *overrides: str) -> list[str]:
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     return Path(os.environ.get("ALEXNET_LIT_TEST_DATA") or tmp_path_factory.mktemp("shared"))
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory) -> SlurmCluster:
+    """A one-node SLURM cluster on this machine (tests/slurm_cluster.py), up for the whole
+    session; its jobs import this checkout's alexnet_lit, whatever their folder."""
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"SLURM tests need Debian's slurmctld, slurmd and munge packages "
+                    f"(.ci/run installs them): {', '.join(missing)} not found")
+    if os.geteuid() != 0:
+        pytest.skip("SLURM tests run slurmd, which starts jobs, as root: run them as root")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

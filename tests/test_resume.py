@@ -2,6 +2,7 @@
 the weights, momentum, lr schedule and metrics.csv of an uninterrupted run (CPU,
 deterministic mode)."""
 import json
+import os
 import signal
 import subprocess
 import time
@@ -22,7 +23,7 @@ def start(run_dir, cache, *extra: str, env: dict | None = None) -> subprocess.Po
     """The run in the background, its output in run_dir.log."""
     log = open(f"{run_dir}.log", "w")
     return subprocess.Popen(train_command(run_dir, cache, *SAME, *extra), cwd=REPO, stdout=log,
-                            stderr=log, env=env)
+                            stderr=log, env=env, start_new_session=True)  # its own process group
 
 
 def output(run_dir) -> str:
@@ -40,18 +41,24 @@ def last(run_dir) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
 
 
-def signal_after_checkpoint(proc: subprocess.Popen, run_dir, min_step: int, sig: int) -> None:
-    """Send ``sig`` as soon as last.ckpt holds at least ``min_step`` steps."""
+def wait_for_checkpoint(run_dir, min_step: int, running) -> None:
+    """Return as soon as last.ckpt holds at least ``min_step`` steps; fail if ``running()``
+    turns false first."""
     path, seen = run_dir / "checkpoints" / "last.ckpt", None
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and running():
         if path.exists() and path.stat().st_mtime_ns != seen:
             seen = path.stat().st_mtime_ns
             if last(run_dir)["global_step"] >= min_step:
-                proc.send_signal(sig)
                 return
         time.sleep(0.01)
     raise AssertionError(f"no checkpoint at step {min_step} before the run ended:\n{output(run_dir)}")
+
+
+def signal_after_checkpoint(proc: subprocess.Popen, run_dir, min_step: int, sig: int) -> None:
+    """Send ``sig`` as soon as last.ckpt holds at least ``min_step`` steps."""
+    wait_for_checkpoint(run_dir, min_step, lambda: proc.poll() is None)
+    proc.send_signal(sig)
 
 
 def assert_same_run(run_dir, uninterrupted: dict) -> None:
@@ -100,9 +107,11 @@ def test_kill9_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, cache_dir, un
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_exits_cleanly_and_a_rerun_continues(tmp_path, cache_dir, uninterrupted):
+    """SIGTERM to every process of the run, its loader workers too, as SLURM sends it."""
     run = tmp_path / "run"
     proc = start(run, cache_dir)
-    signal_after_checkpoint(proc, run, 5, signal.SIGTERM)
+    wait_for_checkpoint(run, 5, lambda: proc.poll() is None)
+    os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, output(run)
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "interrupted"

@@ -24,12 +24,12 @@ from conftest import report_table, wandb_run
 pytestmark = pytest.mark.slow
 
 
-def multirun(cwd: Path, cache_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+def multirun(cwd: Path, cache_dir: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m alexnet_lit.train -m`` of one-epoch tiny jobs into ``cwd/sweep``."""
     return subprocess.run(
         [sys.executable, "-m", "alexnet_lit.train", "-m", "experiment=tiny", "trainer.max_epochs=1",
          f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={cwd / 'sweep'}", *overrides],
-        cwd=cwd, capture_output=True, text=True, timeout=600)
+        cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
 def jobs_results(sweep: Path) -> dict[Path, dict]:
@@ -107,15 +107,21 @@ def test_the_submitit_local_launcher_runs_the_jobs(tmp_path, cache_dir):
     assert len(submitted) == 2  # one submitit job each
 
 
-def test_the_slurm_launcher_asks_for_what_the_trainer_uses():
+@pytest.mark.parametrize("overrides, asked", [
+    (["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "data.num_workers=7"],
+     dict(gpus_per_node=4, tasks_per_node=4, nodes=2, cpus_per_task=8)),
+    (["trainer=ddp", "trainer.accelerator=cpu"], dict(gpus_per_node=None, tasks_per_node=2, nodes=1, cpus_per_task=3)),
+    (["experiment=tiny"], dict(gpus_per_node=None, tasks_per_node=1, nodes=1, cpus_per_task=1)),
+], ids=["gpu-ddp", "cpu-ddp", "tiny-cpu"])
+def test_the_slurm_launcher_asks_for_what_the_trainer_uses(overrides, asked):
+    """GPUs only for a run that uses them (a CPU partition has none to give), and a CPU for
+    the training process and each loader worker."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4",
-                                          "trainer.num_nodes=2"], return_hydra_config=True)
+        cfg = compose("train", overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
     launcher = instantiate(cfg.hydra.launcher)
     assert type(launcher).__name__ == "SlurmLauncher"
-    assert {k: launcher.params[k] for k in ("gpus_per_node", "tasks_per_node", "nodes")} == {
-        "gpus_per_node": 4, "tasks_per_node": 4, "nodes": 2}
+    assert {k: launcher.params[k] for k in asked} == asked
 
 
 @pytest.mark.parametrize("preset, seeds", [("table", 3), ("table_cpu", 2)])

@@ -26,6 +26,7 @@ from alexnet_lit.data.imagenet import split_samples
 from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
 from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
+from alexnet_lit.faults import ignore_sigterm
 
 
 class FolderDataModule(L.LightningDataModule):
@@ -92,7 +93,8 @@ class FolderDataModule(L.LightningDataModule):
         settings = dict(batch_size=local_batch_size(h.batch_size, world), num_workers=h.num_workers,
                         pin_memory=torch.cuda.is_available(), persistent_workers=h.num_workers > 0,
                         generator=torch.Generator(),  # worker seeds: not from the step's RNG
-                        collate_fn=getattr(dataset, "collate_fn", None))
+                        collate_fn=getattr(dataset, "collate_fn", None),
+                        worker_init_fn=ignore_sigterm)  # not Lightning's seeding: workers draw no random numbers
         if shuffle:
             sampler = TrainSampler(len(dataset), h.batch_size, rank, world,
                                    seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))

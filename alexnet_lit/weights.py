@@ -51,7 +51,12 @@ def _layer(key: str) -> str:
 def load_weights(net: nn.Module, path: str | Path, strict: bool = False) -> list[str]:
     """Copy every parameter of ``path`` whose name and shape match into ``net``; returns the
     layers that did not match (a warning names each). ``strict``: any mismatch is an error."""
-    source, target = network_weights(read_file(path)), net.state_dict()
+    return fit_weights(net, read_file(path), path, strict)
+
+
+def fit_weights(net: nn.Module, contents: dict, path: str | Path, strict: bool = False) -> list[str]:
+    """:func:`load_weights` from the ``contents`` of ``path``, already read."""
+    source, target = network_weights(contents), net.state_dict()
     problems = {}
     for key, value in target.items():
         if key not in source:

@@ -1,14 +1,12 @@
 """Network weights from a file, without the rest of a run: one of our Lightning checkpoints,
 a state dict of our AlexNet, or torchvision's ``alexnet`` state dict (its layer numbers
 renamed to conv1..fc8). Used by ``init_from=PATH`` and by ``evaluate`` on a plain state dict."""
-import logging
 import pickle
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
-
-log = logging.getLogger(__name__)
 
 # torchvision.models.alexnet: features.{0,3,6,8,10} are conv1..conv5, classifier.{1,4,6} fc6..fc8
 TORCHVISION_NAMES = {"features.0": "features.conv1", "features.3": "features.conv2",
@@ -57,15 +55,15 @@ def load_weights(net: nn.Module, path: str | Path, strict: bool = False) -> list
 def fit_weights(net: nn.Module, contents: dict, path: str | Path, strict: bool = False) -> list[str]:
     """:func:`load_weights` from the ``contents`` of ``path``, already read."""
     source, target = network_weights(contents), net.state_dict()
-    problems = {}
+    problems = {}  # layer -> what is wrong with it (its first parameter that does not fit)
     for key, value in target.items():
         if key not in source:
-            problems.setdefault(_layer(key), f"{_layer(key)}: not in {path}")
+            problems.setdefault(_layer(key), f"{_layer(key)}: not in the file")
         elif source[key].shape != value.shape:
-            problems[_layer(key)] = (f"{_layer(key)}: {key.rpartition('.')[2]} of shape "
-                                     f"{tuple(source[key].shape)} in {path}, {tuple(value.shape)} here")
+            problems.setdefault(_layer(key), f"{_layer(key)}: {key.rpartition('.')[2]} of shape "
+                                             f"{tuple(source[key].shape)} in the file, {tuple(value.shape)} here")
     for key in source.keys() - target.keys():
-        problems.setdefault(_layer(key), f"{key}: in {path} but not in this network")
+        problems.setdefault(_layer(key), f"{key}: in the file, not in this network")
     matched = {k: v for k, v in source.items() if k in target and _layer(k) not in problems}
     if not matched or (strict and problems):
         raise ValueError(f"{path} does not fit this network (model=...): "
@@ -73,6 +71,6 @@ def fit_weights(net: nn.Module, contents: dict, path: str | Path, strict: bool =
     net.load_state_dict(matched, strict=False)
     if problems:
         loaded = list(dict.fromkeys(_layer(k) for k in target if k in matched))
-        log.warning(f"{path}: loaded {', '.join(loaded)}; left as initialised: "
+        rank_zero_warn(f"{path}: loaded {', '.join(loaded)}; left as initialised: "
                     + "; ".join(problems.values()))
     return sorted(problems)

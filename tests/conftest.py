@@ -118,17 +118,22 @@ def finished_run(run_dir: Path, cache: Path, *overrides: str) -> Path:
     return run_dir
 
 
+FINISHED_RUN = ("data.num_classes=4",)  # 400 training and 80 validation images
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, cache_dir) -> Path:
-    """One real short CPU run (experiment=tiny, 4 epochs), shared by the tests of every command
-    that uses a finished run: its folder holds .hydra/, checkpoints/, csv/metrics.csv."""
-    return finished_run(tmp_path_factory.mktemp("trained") / "run", cache_dir, "trainer.max_epochs=4")
+    """One real short CPU run (experiment=tiny on 4 of the synthetic classes, which it learns in
+    4 epochs), shared by the tests of every command that uses a finished run: its folder
+    holds .hydra/, checkpoints/, csv/metrics.csv."""
+    return finished_run(tmp_path_factory.mktemp("trained") / "run", cache_dir, *FINISHED_RUN,
+                        "trainer.max_epochs=4")
 
 
 @pytest.fixture(scope="session")
 def ablation_run(tmp_path_factory, cache_dir) -> Path:
-    """A real short CPU run of +ablation=[no_lrn,one_tower] (1 epoch)."""
-    return finished_run(tmp_path_factory.mktemp("ablation") / "run", cache_dir,
+    """A real short CPU run of +ablation=[no_lrn,one_tower] (1 epoch) on trained_run's data."""
+    return finished_run(tmp_path_factory.mktemp("ablation") / "run", cache_dir, *FINISHED_RUN,
                         "+ablation=[no_lrn,one_tower]", "trainer.max_epochs=1")
 
 

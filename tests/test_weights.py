@@ -7,6 +7,7 @@ import torchvision
 from alexnet_lit.build import build_datamodule, build_module
 from alexnet_lit.evaluate import evaluate
 from alexnet_lit.weights import load_weights
+from conftest import FINISHED_RUN
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_layers_that_do_not_fit_are_named_and_the_rest_loaded(compose_cfg, torch
 @pytest.mark.slow
 def test_init_from_one_of_our_checkpoints_loads_its_network(compose_cfg, trained_run):
     ckpt = trained_run / "checkpoints" / "best.ckpt"
-    module = build_module(compose_cfg("experiment=tiny", f"init_from={ckpt}"))
+    module = build_module(compose_cfg("experiment=tiny", *FINISHED_RUN, f"init_from={ckpt}"))
     saved = torch.load(ckpt, weights_only=True)["state_dict"]
     for name, value in module.net.state_dict().items():
         assert torch.equal(value, saved[f"net.{name}"]), name

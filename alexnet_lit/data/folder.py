@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import ImageFiles, check_policy
-from alexnet_lit.data.imagenet import split_samples
+from alexnet_lit.data.imagenet import display_names, split_samples
 from alexnet_lit.data.prepared import STATS, PreparedImages, is_prepared, read_meta
 from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
@@ -30,7 +30,9 @@ class FolderDataModule(L.LightningDataModule):
     """``data=folder`` and ``data=imagenet`` (``synsets=True``: class folders are WordNet ids;
     ``val_labels``: the ground truth of a flat val folder, found in ``root`` if not given).
     ``on_error``: ``error`` stops at an undecodable file, naming it; ``skip`` leaves it out and
-    lists it in ``skipped_images.txt`` in the run folder."""
+    lists it in ``skipped_images.txt`` in the run folder. After ``setup``, ``classes`` are the
+    class folders' names and ``class_names`` their words where a synset-words file is in
+    ``root`` (alexnet_lit.data.imagenet.SYNSET_WORDS)."""
 
     def __init__(self, root: str, num_classes: int, batch_size: int = 128, num_workers: int = 4,
                  image_size: int = 256, crop_size: int = 227, augment: bool = True,
@@ -56,9 +58,11 @@ class FolderDataModule(L.LightningDataModule):
                 raise ValueError(f"data.image_size={h.image_size} but {self.root} was prepared at "
                                  f"{meta['image_size']}x{meta['image_size']}")
             self.classes, stats = meta["classes"], PixelStats.load(self.root / STATS)
+            self.class_names = meta.get("class_names", self.classes)
             self.train_set, self.val_set = PreparedImages(self.root, "train"), PreparedImages(self.root, "val")
         else:
             self.classes, train = split_samples(self.root, "train", h.synsets)
+            self.class_names = display_names(self.root, self.classes)
             _, val = split_samples(self.root, h.val_split, h.synsets, self.classes, h.val_labels)
             if h.on_error == "skip":  # the report, in the run folder
                 run_dir = self.trainer.default_root_dir if self.trainer is not None else "."

@@ -15,14 +15,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import lightning as L
-import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torchvision.utils import make_grid
+
+from alexnet_lit.pictures import conv1_towers, image_grid
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.wandb.ai"
@@ -136,14 +135,6 @@ def wandb_runs(loggers: list, meta: dict):
         tracker.finish(exit_code=0)
 
 
-def image_grid(images: torch.Tensor, nrow: int, zoom: int = 1) -> np.ndarray:
-    """(N, 3, H, W) -> one HxWx3 uint8 picture, each image stretched to 0..255 on its own."""
-    grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, scale_each=True,
-                     padding=1, pad_value=1.0)
-    grid = grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
 class TrainingMedia(Callback):
     """Logs to ``tracker``: the first training batch as the network sees it (random crop,
     flip, PCA colour noise, centred) and, at the end, conv1's kernels, one picture per tower
@@ -162,8 +153,7 @@ class TrainingMedia(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        kernels = dict(pl_module.net.learned_layers())["conv1"].weight
-        towers = kernels.chunk(pl_module.hparams.model["towers"])
+        towers = conv1_towers(pl_module.net, pl_module.hparams.model["towers"])
         self.tracker.log_image(
             "conv1/kernels", [image_grid(t, nrow=8, zoom=4) for t in towers], step=trainer.global_step,
             caption=[f"tower {i + 1}: conv1 kernels {i * len(t)}..{(i + 1) * len(t) - 1}"

@@ -5,7 +5,7 @@
 
 writes ``report.md`` and ``report.png`` (into SWEEP_DIR, or ``--out``): per ablation, our final
 validation top-1 and top-5 error (mean ± sd over seeds, n completed runs), the change against
-``none``, the paper's change beside it (``ablations/paper_table.csv``, the one place its
+``none``, the paper's change beside it (``alexnet_lit/paper_table.csv``, the one place its
 numbers live) and whether the signs agree. Runs still going or failed are counted as such.
 """
 import argparse
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-PAPER_TABLE = Path(__file__).resolve().parent.parent / "ablations" / "paper_table.csv"
+PAPER_TABLE = Path(__file__).resolve().parent / "paper_table.csv"  # package data
 METRICS = {"val_top1": "val top-1", "val_top5": "val top-5", "train_top1": "train top-1"}
 WANDB_STATUS = {"finished": "completed", "running": "running", "failed": "failed",
                 "crashed": "failed", "killed": "failed", "preempted": "interrupted"}

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_module
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.results import write_json
+from alexnet_lit.tracking import command_tracker
 from alexnet_lit.weights import fit_weights, network_weights, read_file
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"  # a training run's config, beside its checkpoints/
@@ -135,14 +136,19 @@ def evaluate(cfg: DictConfig) -> dict:
     if OmegaConf.is_list(cfg.ckpt):
         networks["ensemble"] = ensemble_of(members)
     views = list(cfg.data.val_views)
-    results = {name: scores(trainer.validate(module, datamodule=datamodule, verbose=False)[0], views)
-               for name, module in networks.items()}
-    report = dict(checkpoints=list(map(str, paths)), images=len(datamodule.val_set), data=data,
-                  results=results)
-    if trainer.is_global_zero:
-        write_json(Path(cfg.paths.output_dir) / "eval.json", report)
-        print(format_table(results))
-        print(f"{report['images']} images; written to {Path(cfg.paths.output_dir) / 'eval.json'}")
+    with command_tracker(cfg, "evaluate") as tracker:
+        results = {name: scores(trainer.validate(module, datamodule=datamodule, verbose=False)[0], views)
+                   for name, module in networks.items()}
+        report = dict(checkpoints=list(map(str, paths)), images=len(datamodule.val_set), data=data,
+                      results=results)
+        if trainer.is_global_zero:
+            write_json(Path(cfg.paths.output_dir) / "eval.json", report)
+            print(format_table(results))
+            print(f"{report['images']} images; written to {Path(cfg.paths.output_dir) / 'eval.json'}")
+            if tracker is not None:
+                metrics = list(next(iter(results.values()))[views[0]])  # top1_err, top5_err, loss
+                tracker.log_table("eval", columns=["network", "view", *metrics], data=[
+                    [name, view, *s.values()] for name, by_view in results.items() for view, s in by_view.items()])
     return report
 
 

@@ -28,6 +28,7 @@ from alexnet_lit.build import CONFIG_DIR, build_datamodule
 from alexnet_lit.evaluate import data_config, load_member, run_folder
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.pictures import colour_specificity, conv1_towers, image_grid
+from alexnet_lit.tracking import command_tracker
 
 
 def figure3(module: AlexNetModule, out: Path, dpi: int) -> dict:
@@ -158,8 +159,14 @@ def figures(cfg: DictConfig) -> dict:
         curves(run / "csv" / "metrics.csv", out, cfg.dpi)
     else:
         print(f"no training curves: {cfg.ckpt} has no run folder with csv/metrics.csv")
-    means = ", ".join(f"{t['mean_colour_specificity']:.3f}" for t in written["figure3"]["towers"])
-    print(f"conv1 colour specificity per tower (mean): {means}\nfigures written to {out}")
+    means = [t["mean_colour_specificity"] for t in written["figure3"]["towers"]]
+    print(f"conv1 colour specificity per tower (mean): {', '.join(f'{m:.3f}' for m in means)}\n"
+          f"figures written to {out}")
+    with command_tracker(cfg, "figures") as tracker:
+        if tracker is not None:
+            for picture in sorted(out.glob("*.png")):
+                tracker.log_image(picture.stem, [str(picture)])
+            tracker.log_metrics({f"conv1/colour_specificity/tower{i + 1}": m for i, m in enumerate(means)})
     return written
 
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_module
 from alexnet_lit.data.sampling import local_batch_size
-from alexnet_lit.faults import LastCheckpoint
+from alexnet_lit.faults import last_checkpoint_path
 from alexnet_lit.results import ResultsWriter, git_commit
 from alexnet_lit.speed import reuse_host_memory
 from alexnet_lit.tracking import media_callbacks, wandb_runs
@@ -45,7 +45,7 @@ def resume_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
     """``last``: this run folder's last.ckpt if an earlier attempt left one, else a fresh start."""
     if ckpt_path != "last":
         return ckpt_path
-    last = next((cb.path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
+    last = last_checkpoint_path(trainer)
     return str(last) if last is not None and last.is_file() else None
 
 

@@ -172,7 +172,8 @@ def wandb_run(run_folder: Path) -> dict:
 def wandb_runs(run_folder: Path) -> list[dict]:
     """What W&B wrote for each offline run of a training run folder, oldest first, read back
     with wandb's own reader (``wandb leet inspect``): its summary view (config, summary,
-    state, exit_code, tags) plus ``group``, ``job_type`` and the ``history`` rows."""
+    state, exit_code, tags) plus ``group``, ``job_type``, the ``history`` rows and the
+    ``artifacts`` logged."""
     runs = []
     for offline in sorted((Path(run_folder) / "wandb").glob("offline-run-*")):
         inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--json"]
@@ -182,7 +183,8 @@ def wandb_runs(run_folder: Path) -> list[dict]:
             [*inspect, str(offline)], capture_output=True, text=True, check=True).stdout.splitlines()]
         (start,) = [r["run"] for r in records if r["type"] == "run"]
         run.update(group=start.get("run_group"), job_type=start.get("job_type"), folder=offline,
-                   history=[r["history"]["item"] for r in records if r["type"] == "history"])
+                   history=[r["history"]["item"] for r in records if r["type"] == "history"],
+                   artifacts=[r["artifact"] for r in records if r["type"] == "artifact"])
         runs.append(run)
     return runs
 

@@ -1,4 +1,5 @@
 """python -m alexnet_lit.summary against the network itself and Section 3's counts."""
+import logging
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ from lightning.pytorch.utilities.model_summary import ModelSummary
 
 from alexnet_lit.build import build_module
 from alexnet_lit.summary import CONV1_NEURONS, PAPER_NEURONS, layer_table, paper_note
+from alexnet_lit.train import train
 from conftest import REPO
 from test_model import ABLATIONS
 
@@ -47,3 +49,15 @@ def test_the_command_prints_the_table_for_an_ablation(compose_cfg):
     total = next(line for line in lines if line.startswith("total")).split()
     net = instantiate(compose_cfg("data.num_classes=1000", "+ablation=no_conv3").model)
     assert int(total[2].replace(",", "")) == sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.slow
+def test_a_run_starts_with_a_model_summary_of_shapes_and_flops(compose_cfg, caplog):
+    cfg = compose_cfg("experiment=tiny", "data.num_classes=4", "trainer.enable_model_summary=true",
+                      "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1")
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+        train(cfg)
+    (summary,) = [r.getMessage() for r in caplog.records if "Total Flops" in r.getMessage()]
+    flops = 2 * sum(r.mult_adds for r in layer_table(instantiate(cfg.model)))
+    assert f"{flops / 1e6:.1f} M" in summary and "Total Flops" in summary
+    assert "[1, 3, 67, 67]" in summary  # conv1's input: the crop

@@ -99,6 +99,8 @@ class FolderDataModule(L.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, torch.Tensor):  # the model summary's example input: already a view
+            return batch
         images, labels = batch
         keep = labels >= 0  # -1: a file skipped under on_error=skip
         return (images, labels) if keep.all() else (images[keep], labels[keep])
@@ -106,6 +108,8 @@ class FolderDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """uint8 (B, S, S, 3) -> float (B, 3, c, c), or (B, 10, 3, c, c) for ten-crop. The
         ten crops hold the centre patch too: one pass over the val set serves every view."""
+        if isinstance(batch, torch.Tensor):  # the model summary's example input: already a view
+            return batch
         images, labels = batch
         if self.trainer is not None and self.trainer.training:
             view = "random" if self.hparams.augment else "center"

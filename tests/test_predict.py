@@ -8,9 +8,15 @@ import pytest
 
 from alexnet_lit.data.imagenet import display_names, synset_words
 from alexnet_lit.data.prepared import prepare
+from alexnet_lit.data.synthetic import synthetic_root
 from alexnet_lit.predict import predict
 from conftest import REPO, command
 from test_data_layout import WNIDS, imagenet  # noqa: F401 (a fixture)
+
+
+def trained_data(cache_dir):
+    """The synthetic set trained_run learnt (conftest.FINISHED_RUN, experiment=tiny)."""
+    return synthetic_root(cache_dir, num_classes=4, train_per_class=100, val_per_class=20, size=76, seed=0)
 
 
 @pytest.mark.parametrize("form", ["LOC_synset_mapping.txt", "synset_words.txt",
@@ -43,7 +49,7 @@ def test_prepare_keeps_the_class_words(imagenet, tmp_path):  # noqa: F811
 
 @pytest.mark.slow
 def test_predict_names_the_class_of_images_it_was_trained_on(compose_cfg, trained_run, cache_dir, tmp_path):
-    (train,) = cache_dir.glob("synthetic-*/train")
+    train = trained_data(cache_dir) / "train"
     classes = sorted(p.name for p in train.iterdir())
     rows = predict(compose_cfg(f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}",
                                f"files='{train}/*/0000[0-4].jpg'", "topk=3", command="predict"))
@@ -61,7 +67,7 @@ def test_predict_names_the_class_of_images_it_was_trained_on(compose_cfg, traine
 
 @pytest.mark.slow
 def test_the_command_on_a_folder_prints_each_image(tmp_path, cache_dir, trained_run):
-    (val,) = cache_dir.glob("synthetic-*/val")
+    val = trained_data(cache_dir) / "val"
     done = subprocess.run(command("predict", tmp_path / "out", cache_dir,
                                   f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
                                   f"files={val / 'class001'}", "view=center"),

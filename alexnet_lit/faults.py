@@ -219,6 +219,11 @@ class LastCheckpoint(Callback):
             requeue_slurm_job()
 
 
+def last_checkpoint_path(trainer: L.Trainer) -> Path | None:
+    """Where the run's :class:`LastCheckpoint` saves, if it has one."""
+    return next((cb.path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
+
+
 class NonFiniteLossError(RuntimeError):
     pass
 

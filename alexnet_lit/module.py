@@ -45,6 +45,8 @@ class AlexNetModule(L.LightningModule):
         self.save_hyperparameters(logger=False)  # train.py logs the whole resolved config
         self.net: nn.Module = instantiate(model)
         num_classes = self.net.classifier.fc8.out_features
+        size = self.net.input_size  # one crop: the run's model summary shows shapes and FLOPs
+        self.example_input_array = torch.zeros(1, 3, size, size)
         self.num_params = sum(p.numel() for p in self.net.parameters())
         self.train_metrics = error_metrics(num_classes, "train/")
         self.val_metrics = nn.ModuleList(

@@ -6,7 +6,7 @@
 writes ``report.md`` and ``report.png`` (into SWEEP_DIR, or ``--out``): the setting of the runs
 (network size, init, inputs, epochs, views, classes), then per ablation our final validation
 top-1 and top-5 error (mean ± sd over seeds, n completed runs), the change against ``none``
-with its 95% Welch t-interval, the paper's change beside it (``ablations/paper_table.csv``, the
+with its 95% Welch t-interval, the paper's change beside it (``alexnet_lit/paper_table.csv``, the
 one place its numbers live), a verdict (agrees or disagrees where the interval excludes 0,
 not resolved where it holds 0), whether every run learned, and what LRN did. Runs still going
 or failed are counted as such.
@@ -25,7 +25,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from scipy import stats as scipy_stats
 
-PAPER_TABLE = Path(__file__).resolve().parent.parent / "ablations" / "paper_table.csv"
+PAPER_TABLE = Path(__file__).resolve().parent / "paper_table.csv"  # package data
 METRICS = {"val_top1": "val top-1", "val_top5": "val top-5", "train_top1": "train top-1"}
 WANDB_STATUS = {"finished": "completed", "running": "running", "failed": "failed",
                 "crashed": "failed", "killed": "failed", "preempted": "interrupted"}

@@ -1,6 +1,6 @@
 """Weights & Biases for ablation sweeps (``logger=wandb``).
 
-One W&B run per training job: grouped by the sweep, ``job_type`` the ablation names, one
+One W&B run per training job (and per ``evaluate`` or ``figures`` command): grouped by the sweep, ``job_type`` the ablation names, one
 tag per switched-off component, the resolved config with the parameter count, the metrics,
 a grid of augmented training images at the start (Section 4.1) and the conv1 kernels at the
 end (Figure 3). Only global rank 0 talks to W&B. Without an API key or a reachable server
@@ -15,14 +15,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import lightning as L
-import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torchvision.utils import make_grid
+from omegaconf import DictConfig, OmegaConf
+
+from alexnet_lit.faults import last_checkpoint_path
+from alexnet_lit.pictures import conv1_towers, image_grid
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.wandb.ai"
@@ -56,7 +58,8 @@ def offline_reason(base_url: str, timeout_s: float = 3.0) -> str | None:
 
 
 class WandbTracker(WandbLogger):
-    """Lightning's WandbLogger with the sweep's metadata and an offline fallback.
+    """Lightning's WandbLogger with the sweep's metadata, an offline fallback and, with
+    ``log_model``, last.ckpt logged beside best.ckpt.
 
     ``group`` defaults to :func:`sweep_group`; :func:`wandb_runs` sets ``job_type`` (unless
     given) to the ablation names joined by ``+`` and adds one tag per name to ``tags``.
@@ -75,6 +78,8 @@ class WandbTracker(WandbLogger):
                          job_type=job_type, tags=list(tags),
                          settings=wandb.Settings(init_timeout=init_timeout_s), **kwargs)
         self.mode, self.samples = mode, samples
+        self.log_checkpoints = kwargs.get("log_model", False)
+        self.last_checkpoint: Path | None = None  # set by TrainingMedia
 
     def describe(self, ablation: list[str]) -> None:
         """Name the run after its ablations; call before the run starts."""
@@ -109,6 +114,22 @@ class WandbTracker(WandbLogger):
             log.warning(f"W&B offline ({reason}): run saved in {run_dir}; upload it later with "
                         f"`wandb sync {run_dir}`")
 
+    def finalize(self, status: str) -> None:
+        """At a successful end, with ``log_model``: Lightning's logger logs the ModelCheckpoint's
+        best.ckpt as the run's model artifact (aliases ``best``, ``latest``); last.ckpt, what a
+        resumed run continues from, is added as a version of it with the alias ``last``."""
+        super().finalize(status)
+        last = self.last_checkpoint
+        if (status != "success" or not self.log_checkpoints or self._experiment is None
+                or last is None or not last.is_file()):
+            return
+        import wandb
+
+        artifact = wandb.Artifact(f"model-{self.experiment.id}", type="model",
+                                  metadata={"original_filename": last.name})
+        artifact.add_file(str(last), name="model.ckpt")
+        self.experiment.log_artifact(artifact, aliases=["last"])
+
     def finish(self, exit_code: int) -> None:
         """End this run (exit code 1 marks it failed), so the next job opens its own."""
         if self._experiment is not None:
@@ -136,12 +157,19 @@ def wandb_runs(loggers: list, meta: dict):
         tracker.finish(exit_code=0)
 
 
-def image_grid(images: torch.Tensor, nrow: int, zoom: int = 1) -> np.ndarray:
-    """(N, 3, H, W) -> one HxWx3 uint8 picture, each image stretched to 0..255 on its own."""
-    grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, scale_each=True,
-                     padding=1, pad_value=1.0)
-    grid = grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+@contextmanager
+def command_tracker(cfg: DictConfig, job_type: str):
+    """With ``logger=wandb``, a W&B run for a command that reads finished runs (``evaluate``,
+    ``figures``; ``job_type`` unless logger.wandb.job_type is set), holding its config and
+    ended with it: yields its tracker, or None without ``logger=wandb``."""
+    settings = (cfg.get("logger") or {}).get("wandb")
+    if settings is None:
+        yield None
+        return
+    tracker = instantiate(settings, job_type=settings.job_type or job_type)
+    with wandb_runs([tracker], {"ablation": []}):
+        tracker.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        yield tracker
 
 
 class TrainingMedia(Callback):
@@ -151,6 +179,9 @@ class TrainingMedia(Callback):
 
     def __init__(self, tracker: WandbTracker):
         self.tracker = tracker
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.tracker.last_checkpoint = last_checkpoint_path(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch,
                              batch_idx: int) -> None:
@@ -162,8 +193,7 @@ class TrainingMedia(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        kernels = dict(pl_module.net.learned_layers())["conv1"].weight
-        towers = kernels.chunk(pl_module.hparams.model["towers"])
+        towers = conv1_towers(pl_module.net, pl_module.hparams.model["towers"])
         self.tracker.log_image(
             "conv1/kernels", [image_grid(t, nrow=8, zoom=4) for t in towers], step=trainer.global_step,
             caption=[f"tower {i + 1}: conv1 kernels {i * len(t)}..{(i + 1) * len(t) - 1}"

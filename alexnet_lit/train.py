@@ -18,16 +18,13 @@ from hydra.utils import get_original_cwd, instantiate
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_module
 from alexnet_lit.data.sampling import local_batch_size
-from alexnet_lit.faults import LastCheckpoint
-from alexnet_lit.module import AlexNetModule
+from alexnet_lit.faults import last_checkpoint_path
 from alexnet_lit.results import ResultsWriter, git_commit
 from alexnet_lit.speed import reuse_host_memory
 from alexnet_lit.tracking import media_callbacks, wandb_runs
 
-CONFIG_DIR = next(str(d) for d in (Path(__file__).resolve().parent.parent / "conf",
-                                   Path(__file__).resolve().parent / "conf")
-                  if (d / "train.yaml").is_file())
 
 # For conf/hydra/launcher/slurm.yaml: a SLURM task asks for what the run uses.
 OmegaConf.register_new_resolver("gpus_unless_cpu",
@@ -49,28 +46,11 @@ def ablation_names() -> list[str]:
     return [choice] if isinstance(choice, str) else list(choice)
 
 
-PAPER_BATCH = 128  # Section 5
-
-
-def optim_settings(cfg: DictConfig) -> dict:
-    """conf/optim for the module, with the learning rate for the global batch
-    ``data.batch_size``: ``optim.lr_scaling=none`` keeps ``optim.lr`` whatever the batch and
-    the number of processes; ``linear`` multiplies it by data.batch_size / 128, the paper's
-    batch (Goyal et al., 2017)."""
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    scaling = optim.pop("lr_scaling", "none")
-    if scaling == "linear":
-        optim["lr"] *= cfg.data.batch_size / PAPER_BATCH
-    elif scaling != "none":
-        raise ValueError(f"optim.lr_scaling={scaling!r}: expected 'none' or 'linear'")
-    return optim
-
-
 def resume_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
     """``last``: this run folder's last.ckpt if an earlier attempt left one, else a fresh start."""
     if ckpt_path != "last":
         return ckpt_path
-    last = next((cb.path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
+    last = last_checkpoint_path(trainer)
     return str(last) if last is not None and last.is_file() else None
 
 
@@ -104,11 +84,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
-    datamodule = instantiate(cfg.data, _convert_="all")  # plain containers: weights_only checkpoints
-    module = AlexNetModule(model=OmegaConf.to_container(cfg.model, resolve=True),
-                           optim=optim_settings(cfg),
-                           val_views=list(cfg.data.get("val_views", ["center"])),
-                           channels_last=cfg.speed.channels_last, compile=cfg.speed.compile)
+    datamodule, module = build_datamodule(cfg.data), build_module(cfg)
     meta = dict(ablation=ablation_names(), seed=cfg.seed, init=cfg.model.init,
                 params=module.num_params, git_commit=git_commit(), run_dir=str(out))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]

@@ -16,16 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 from torch.nn import functional as F
 
 from timing import machine
 from train_throughput import compose_run
 
-from alexnet_lit.module import AlexNetModule
-from alexnet_lit.train import optim_settings
+from alexnet_lit.build import build_datamodule, build_module
 
 
 def pre_activation_recorder(net: nn.Module, stats: dict):
@@ -47,9 +44,9 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = compose_run([*args.overrides, "data.num_workers=0"], tempfile.mkdtemp(prefix="first-steps-"))
     torch.manual_seed(cfg.seed or 0)
     os.environ.setdefault("PL_GLOBAL_SEED", str(cfg.seed or 0))  # the training order's seed
-    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule = build_datamodule(cfg.data)
     datamodule.setup("fit")
-    module = AlexNetModule(model=OmegaConf.to_container(cfg.model, resolve=True), optim=optim_settings(cfg))
+    module = build_module(cfg)
     optimizer = module.configure_optimizers()["optimizer"]
     net, stats, steps = module.net.train(), {}, []
     pre_activation_recorder(net, stats)

@@ -59,10 +59,11 @@ import train_throughput  # noqa: E402
 from conftest import read_metrics, sigterm_in_validation, train_command  # noqa: E402
 from timing import machine, median, synchronize  # noqa: E402
 
+from alexnet_lit.build import optim_settings  # noqa: E402
 from alexnet_lit.data.prepared import prepare  # noqa: E402
 from alexnet_lit.data.synthetic import synthesize  # noqa: E402
 from alexnet_lit.module import AlexNetModule  # noqa: E402
-from alexnet_lit.train import optim_settings, train  # noqa: E402
+from alexnet_lit.train import train  # noqa: E402
 
 PARTS = {1: "tests", 2: "step", 3: "end_to_end", 4: "ddp_resume", 5: "lrn", 6: "formats", 7: "recipe"}
 CLASSES = 10  # Imagenette's, and the generated stand-in's

@@ -43,7 +43,8 @@ from timing import machine, median, save, synchronize
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.optim import build_optimizer
 from alexnet_lit.speed import reuse_host_memory
-from alexnet_lit.train import CONFIG_DIR, optim_settings
+from alexnet_lit.build import optim_settings
+from alexnet_lit.train import CONFIG_DIR
 
 VARIANTS = {  # name: conf/speed overrides
     "fp32": {},

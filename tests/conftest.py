@@ -53,13 +53,15 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def compose_config(overrides: list[str], output_dir: Path | None = None, cache: Path | None = None):
-    """Compose conf/train.yaml as ``python -m alexnet_lit.train`` would, with HydraConfig
-    set so that ${hydra:...} and the ablation choices resolve."""
+def compose_config(overrides: list[str], output_dir: Path | None = None, cache: Path | None = None,
+                   config_name: str = "train"):
+    """Compose conf/train.yaml (or another command's ``config_name``) as ``python -m
+    alexnet_lit.train`` would, with HydraConfig set so that ${hydra:...}, the ablation choices
+    and the command line's overrides resolve."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         extra = [f"paths.cache_dir={cache}"] if cache else []
-        cfg = compose("train", overrides=[*overrides, *extra], return_hydra_config=True)
+        cfg = compose(config_name, overrides=[*overrides, *extra], return_hydra_config=True)
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         with open_dict(cfg):
@@ -72,8 +74,9 @@ def compose_config(overrides: list[str], output_dir: Path | None = None, cache: 
 
 @pytest.fixture
 def compose_cfg(tmp_path, cache_dir):
-    def _compose(*overrides: str, run: str = "run"):
-        return compose_config(list(overrides), output_dir=tmp_path / run, cache=cache_dir)
+    def _compose(*overrides: str, run: str = "run", command: str = "train"):
+        return compose_config(list(overrides), output_dir=tmp_path / run, cache=cache_dir,
+                              config_name=command)
     return _compose
 
 
@@ -126,8 +129,40 @@ def sigterm_in_validation(folder: Path, ranks: list[int] | None = None) -> tuple
 def train_command(run_dir: Path, cache: Path, *overrides: str) -> list[str]:
     """``python -m alexnet_lit.train experiment=tiny ...`` writing into ``run_dir``, as a user
     starts a run (run it with cwd=REPO)."""
-    return [sys.executable, "-m", "alexnet_lit.train", "experiment=tiny", f"paths.cache_dir={cache}",
+    return command("train", run_dir, cache, "experiment=tiny", *overrides)
+
+
+def command(name: str, run_dir: Path, cache: Path, *overrides: str) -> list[str]:
+    """``python -m alexnet_lit.<name> ...`` writing into ``run_dir`` (run it with cwd=REPO)."""
+    return [sys.executable, "-m", f"alexnet_lit.{name}", f"paths.cache_dir={cache}",
             f"hydra.run.dir={run_dir}", *overrides]
+
+
+def finished_run(run_dir: Path, cache: Path, *overrides: str) -> Path:
+    """A real short CPU training run of experiment=tiny in ``run_dir``; fails with its output."""
+    done = subprocess.run(train_command(run_dir, cache, "trainer.enable_model_summary=false", *overrides),
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+FINISHED_RUN = ("data.num_classes=4",)  # 400 training and 80 validation images
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, cache_dir) -> Path:
+    """One real short CPU run (experiment=tiny on 4 of the synthetic classes, which it learns in
+    4 epochs), shared by the tests of every command that uses a finished run: its folder
+    holds .hydra/, checkpoints/, csv/metrics.csv."""
+    return finished_run(tmp_path_factory.mktemp("trained") / "run", cache_dir, *FINISHED_RUN,
+                        "trainer.max_epochs=4")
+
+
+@pytest.fixture(scope="session")
+def ablation_run(tmp_path_factory, cache_dir) -> Path:
+    """A real short CPU run of +ablation=[no_lrn,one_tower] (1 epoch) on trained_run's data."""
+    return finished_run(tmp_path_factory.mktemp("ablation") / "run", cache_dir, *FINISHED_RUN,
+                        "+ablation=[no_lrn,one_tower]", "trainer.max_epochs=1")
 
 
 @pytest.fixture(scope="session")
@@ -182,7 +217,8 @@ def wandb_run(run_folder: Path) -> dict:
 def wandb_runs(run_folder: Path) -> list[dict]:
     """What W&B wrote for each offline run of a training run folder, oldest first, read back
     with wandb's own reader (``wandb leet inspect``): its summary view (config, summary,
-    state, exit_code, tags) plus ``group``, ``job_type`` and the ``history`` rows."""
+    state, exit_code, tags) plus ``group``, ``job_type``, the ``history`` rows and the
+    ``artifacts`` logged."""
     runs = []
     for offline in sorted((Path(run_folder) / "wandb").glob("offline-run-*")):
         inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--json"]
@@ -192,7 +228,8 @@ def wandb_runs(run_folder: Path) -> list[dict]:
             [*inspect, str(offline)], capture_output=True, text=True, check=True).stdout.splitlines()]
         (start,) = [r["run"] for r in records if r["type"] == "run"]
         run.update(group=start.get("run_group"), job_type=start.get("job_type"), folder=offline,
-                   history=[r["history"]["item"] for r in records if r["type"] == "history"])
+                   history=[r["history"]["item"] for r in records if r["type"] == "history"],
+                   artifacts=[r["artifact"] for r in records if r["type"] == "artifact"])
         runs.append(run)
     return runs
 

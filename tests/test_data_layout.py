@@ -31,7 +31,7 @@ def imagenet(tmp_path):
     fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children"]
     synsets = np.zeros(4, dtype=[(f, object) for f in fields])
     for row, (wnid, i) in enumerate(list(DEVKIT_IDS.items()) + [("n00001740", 4)]):
-        synsets[row] = (i, wnid, wnid, "", 0 if row < 3 else 2)  # the last one is an inner node
+        synsets[row] = (i, wnid, f"words of {wnid}", "", 0 if row < 3 else 2)  # the last one is an inner node
     savemat(data / "meta.mat", {"synsets": synsets})
     (data / "ILSVRC2012_validation_ground_truth.txt").write_text(
         "".join(f"{DEVKIT_IDS[w]}\n" for w in VAL))

@@ -15,7 +15,8 @@ from alexnet_lit.data.colour import IMAGENET_EIGVAL, IMAGENET_EIGVEC, PixelStats
 from alexnet_lit.data.decode import DecodeError
 from alexnet_lit.data.views import NORMALIZE, TENCROP_CENTRE, VIEWS, PaperViews
 from alexnet_lit.module import AlexNetModule
-from alexnet_lit.train import optim_settings, train
+from alexnet_lit.build import optim_settings
+from alexnet_lit.train import train
 from conftest import DEVICES, on_cuda, write_image
 
 

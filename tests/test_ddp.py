@@ -10,7 +10,8 @@ import torch
 from hydra.utils import instantiate
 
 from alexnet_lit.module import AlexNetModule
-from alexnet_lit.train import optim_settings, train
+from alexnet_lit.build import optim_settings
+from alexnet_lit.train import train
 from conftest import REPO, read_metrics, sigterm_in_validation, train_command
 
 DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")

@@ -12,7 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from alexnet_lit.module import AlexNetModule
-from alexnet_lit.train import optim_settings, train
+from alexnet_lit.build import optim_settings
+from alexnet_lit.train import train
 from conftest import DEVICES, REPO, compose_config, extracted, float32_on_cuda, needs_cuda
 
 

@@ -80,7 +80,7 @@ def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_r
     assert rows["no_lrn"][4].startswith(f"{diff:+.1f} [")
     # two runs a side: Welch's t has at most 2 degrees of freedom, t(0.975, 2) = 4.303
     assert low < diff < high and high - low >= 2 * 4.303 * se - 0.2
-    assert rows["no_lrn"][5] == "+1.4"  # the paper's, from ablations/paper_table.csv
+    assert rows["no_lrn"][5] == "+1.4"  # the paper's, from alexnet_lit/paper_table.csv
     assert Image.open(sweep / "report.png").size[0] > 0
 
 

@@ -14,6 +14,8 @@ from types import SimpleNamespace
 from hydra.utils import instantiate
 from PIL import Image
 
+from alexnet_lit.evaluate import evaluate
+from alexnet_lit.figures import figures
 from alexnet_lit.report import last_attempts, run_from_wandb
 from alexnet_lit.train import train
 from conftest import REPO, wandb_run, wandb_runs
@@ -142,3 +144,35 @@ def test_under_ddp_only_rank_zero_opens_a_run(tmp_path, wandb_offline, cache_dir
                    cwd=REPO, check=True, capture_output=True, timeout=300)
     run = wandb_run(run_dir)  # exactly one offline run, or it raises
     assert run["state"] == "finished" and "val/top1_err" in run["summary"]
+
+
+@pytest.mark.slow
+def test_log_model_logs_best_and_last_checkpoints_as_artifacts(compose_cfg, wandb_offline, tmp_path):
+    train(compose_cfg("experiment=tiny", "data.num_classes=4", "trainer.max_epochs=1", "logger=wandb",
+                      "logger.wandb.log_model=true"))
+    artifacts = wandb_run(tmp_path / "run")["artifacts"]
+    assert [a["type"] for a in artifacts] == ["model", "model"]
+    assert "best" in artifacts[0]["aliases"] and "last" in artifacts[1]["aliases"]
+    assert json.loads(artifacts[1]["metadata"]) == {"original_filename": "last.ckpt"}
+
+
+@pytest.mark.slow
+def test_evaluate_and_figures_log_their_table_and_pictures(compose_cfg, wandb_offline, tmp_path, trained_run):
+    ckpt = f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}"
+    report = evaluate(compose_cfg(ckpt, "logger=wandb", "+trainer.enable_progress_bar=false",
+                                  command="evaluate", run="eval"))
+    run = wandb_run(tmp_path / "eval")
+    assert run["job_type"] == "evaluate" and run["config"]["ckpt"] == ckpt[len("ckpt="):]
+    table = json.loads((run["folder"] / "files" / run["summary"]["eval"]["path"]).read_text())
+    assert table["columns"][:2] == ["network", "view"]
+    rows = {(r[0], r[1]): dict(zip(table["columns"], r)) for r in table["data"]}
+    for (network, view), row in rows.items():
+        assert row["top1_err"] == pytest.approx(report["results"][network][view]["top1_err"])
+    assert len(rows) == 2  # centre and ten-crop
+
+    written = figures(compose_cfg(ckpt, "logger=wandb", "queries=2", "neighbours=2", command="figures", run="figures"))
+    run = wandb_run(tmp_path / "figures")
+    assert run["job_type"] == "figures"
+    assert {"figure3", "figure4", "curves"} <= {k.split(".")[0] for h in run["history"] for k in h}
+    assert run["summary"]["conv1/colour_specificity/tower1"] == pytest.approx(
+        written["figure3"]["towers"][0]["mean_colour_specificity"])

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import ImageFiles, check_policy
-from alexnet_lit.data.imagenet import split_samples
+from alexnet_lit.data.imagenet import display_names, split_samples
 from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
 from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
@@ -33,7 +33,9 @@ class FolderDataModule(L.LightningDataModule):
     """``data=folder`` and ``data=imagenet`` (``synsets=True``: class folders are WordNet ids;
     ``val_labels``: the ground truth of a flat val folder, found in ``root`` if not given).
     ``on_error``: ``error`` stops at an undecodable file, naming it; ``skip`` leaves it out and
-    lists it in ``skipped_images.txt`` in the run folder."""
+    lists it in ``skipped_images.txt`` in the run folder. After ``setup``, ``classes`` are the
+    class folders' names and ``class_names`` their words where a synset-words file is in
+    ``root`` (alexnet_lit.data.imagenet.SYNSET_WORDS)."""
 
     def __init__(self, root: str, num_classes: int, batch_size: int = 128, num_workers: int = 4,
                  image_size: int = 256, crop_size: int = 227, augment: bool = True,
@@ -59,6 +61,7 @@ class FolderDataModule(L.LightningDataModule):
                 raise ValueError(f"data.image_size={h.image_size} but {self.root} was prepared at "
                                  f"{meta['image_size']}x{meta['image_size']}")
             self.classes, stats = meta["classes"], PixelStats.load(self.root / STATS)
+            self.class_names = meta.get("class_names", self.classes)
             if meta["storage"] == "jpeg":  # decoded on the GPU where the batch stage runs, else by the workers
                 decode = self.batch_device().type != "cuda"
                 self.train_set, self.val_set = (PreparedJPEGs(self.root, s, decode) for s in ("train", "val"))
@@ -66,6 +69,7 @@ class FolderDataModule(L.LightningDataModule):
                 self.train_set, self.val_set = PreparedImages(self.root, "train"), PreparedImages(self.root, "val")
         else:
             self.classes, train = split_samples(self.root, "train", h.synsets)
+            self.class_names = display_names(self.root, self.classes)
             _, val = split_samples(self.root, h.val_split, h.synsets, self.classes, h.val_labels)
             if h.on_error == "skip":  # the report, in the run folder
                 run_dir = self.trainer.default_root_dir if self.trainer is not None else "."
@@ -108,6 +112,8 @@ class FolderDataModule(L.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, torch.Tensor):  # the model summary's example input: already a view
+            return batch
         images, labels = batch
         if isinstance(images, list):  # JPEG bytes of a compact prepared folder
             images = decode_jpegs(images, self.batch_device())
@@ -117,6 +123,8 @@ class FolderDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """uint8 (B, S, S, 3) -> float (B, 3, c, c), or (B, 10, 3, c, c) for ten-crop. The
         ten crops hold the centre patch too: one pass over the val set serves every view."""
+        if isinstance(batch, torch.Tensor):  # the model summary's example input: already a view
+            return batch
         images, labels = batch
         if self.trainer is not None and self.trainer.training:
             view = "random" if self.hparams.augment else "center"

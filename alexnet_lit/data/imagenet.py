@@ -24,6 +24,9 @@ FLAT_VAL = re.compile(r"(ILSVRC2012_val_\d{8})\.(jpe?g|png)", re.IGNORECASE)
 DEVKIT_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 GROUND_TRUTH = ("LOC_val_solution.csv", "val.txt", "ILSVRC2012_devkit_t12",
                 "ILSVRC2012_devkit_t12.tar.gz", DEVKIT_TRUTH)
+# WordNet id -> words ("n01440764 tench, Tinca tinca"): Kaggle's, Caffe's, or the devkit's meta.mat
+SYNSET_WORDS = ("LOC_synset_mapping.txt", "synset_words.txt", "ILSVRC2012_devkit_t12",
+                "ILSVRC2012_devkit_t12.tar.gz")
 GROUND_TRUTH_FORMS = ("a devkit (ILSVRC2012_devkit_t12 folder or .tar.gz, or its "
                       f"{DEVKIT_TRUTH} beside meta.mat), Caffe's val.txt or LOC_val_solution.csv")
 
@@ -84,6 +87,34 @@ def _devkit_wnids(path: Path) -> dict[str, str]:
                              f"which is no leaf synset of meta.mat")
         wnids[f"ILSVRC2012_val_{number:08d}"] = leaves[int(line)]
     return wnids
+
+
+def synset_words(root: Path) -> dict[str, str]:
+    """WordNet id -> its words, from the first of SYNSET_WORDS found in ``root``; {} if none."""
+    for name in SYNSET_WORDS:
+        path = Path(root) / name
+        if not path.exists():
+            continue
+        if name.endswith(".txt"):
+            words = {}
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                wnid, _, text = line.strip().partition(" ")
+                if line.strip() and not (WNID.fullmatch(wnid) and text):
+                    raise ValueError(f"{path}, line {number} ({line!r}): expected 'wnid words'")
+                if text:
+                    words[wnid] = text.strip()
+            return words
+        from scipy.io import loadmat  # only the devkit form needs it
+
+        synsets = loadmat(io.BytesIO(_devkit_files(path)[0]), squeeze_me=True)["synsets"]
+        return {str(w): str(words) for w, words in zip(synsets["WNID"], synsets["words"])}
+    return {}
+
+
+def display_names(root: Path, classes: list[str]) -> list[str]:
+    """Each class's words where ``root`` holds a synset-words file, its folder name otherwise."""
+    words = synset_words(root)
+    return [words.get(c, c) for c in classes]
 
 
 def _loc_wnids(path: Path) -> dict[str, str]:

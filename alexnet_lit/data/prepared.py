@@ -15,7 +15,8 @@ The mean image and colour PCA are of the resized pixels before any encoding, in 
 
 Layout of a prepared folder::
 
-    prepared.json      classes, image size, counts; written last, it marks the folder complete
+    prepared.json      classes (and their words), image size, counts; written last, it marks
+                       the folder complete
     plan.json          what is being prepared (resuming checks it is the same)
     stats.npz          training set's mean image and RGB covariance eigen decomposition
     skipped.txt        files left out under on_error=skip, with their errors
@@ -48,7 +49,7 @@ from tqdm import tqdm
 
 from alexnet_lit.data.colour import PixelSums, save_stats
 from alexnet_lit.data.decode import DecodeError, check_policy, prepare_image
-from alexnet_lit.data.imagenet import Samples, split_samples
+from alexnet_lit.data.imagenet import Samples, display_names, split_samples
 
 FORMAT = "alexnet-lit prepared v1"
 MARKER, PLAN, STATS, SKIPPED = "prepared.json", "plan.json", "stats.npz", "skipped.txt"
@@ -250,14 +251,15 @@ def _run(chunks: list[Chunk], workers: int, progress: bool) -> None:
 
 def write_prepared(out: Path, classes: list[str], source: str, image_size: int,
                    splits: dict[str, np.ndarray], sums: PixelSums, skipped: list[str],
-                   storage: str = "raw") -> dict:
+                   storage: str = "raw", class_names: list[str] | None = None) -> dict:
     """Finish a prepared folder: statistics, report and, last, the marker. ``splits`` maps
-    each split to its labels (-1 for a skipped file)."""
+    each split to its labels (-1 for a skipped file); ``class_names`` are the classes' words
+    (alexnet_lit.data.imagenet.display_names), the class names themselves if not given."""
     save_stats(sums.stats(source=str(out / STATS)), out / STATS)
     (out / SKIPPED).write_text("".join(f"{line}\n" for line in skipped))
     encoding = {} if storage == "raw" else dict(jpeg_quality=JPEG_QUALITY)
     meta = dict(format=FORMAT, source=source, image_size=image_size, storage=storage, **encoding,
-                classes=classes,
+                classes=classes, class_names=class_names or classes,
                 splits={name: dict(images=int((labels >= 0).sum()), skipped=int((labels < 0).sum()))
                         for name, labels in splits.items()})
     (out / f"{MARKER}.partial").write_text(json.dumps(meta, indent=1))
@@ -298,7 +300,7 @@ def _finish(out: Path, plan: dict) -> dict:
         if plan["storage"] == "jpeg":
             np.save(out / name / "index.npy", index)
     meta = write_prepared(out, plan["classes"], plan["source"], plan["image_size"], labels, sums, skipped,
-                          plan["storage"])
+                          plan["storage"], display_names(Path(plan["source"]), plan["classes"]))
     for name in plan["splits"]:
         shutil.rmtree(out / name / "chunks")
     return meta

@@ -1,0 +1,161 @@
+"""Evaluate trained networks on held-out data (Section 6):
+
+    python -m alexnet_lit.evaluate ckpt=outputs/.../checkpoints/best.ckpt
+    python -m alexnet_lit.evaluate ckpt=[run1/checkpoints/best.ckpt,run2/checkpoints/best.ckpt]
+    python -m alexnet_lit.evaluate ckpt=alexnet-owt.pth model=torchvision data=imagenet ...
+
+prints top-1 and top-5 error and loss for each view (``data.val_views``: centre crop, ten
+crops) of each checkpoint and, for a list of them, of their ensemble (softmax outputs
+averaged, the paper's "5 CNNs"), and writes them to ``eval.json`` in the command's run folder.
+Runs through a Lightning Trainer's ``validate``: ``trainer=ddp`` shares the images over
+processes and sums the counts exactly, giving one process's numbers.
+"""
+import math
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+from torch.nn import functional as F
+
+from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_module
+from alexnet_lit.module import AlexNetModule
+from alexnet_lit.results import write_json
+from alexnet_lit.tracking import command_tracker
+from alexnet_lit.weights import fit_weights, network_weights, read_file
+
+RUN_CONFIG = Path(".hydra") / "config.yaml"  # a training run's config, beside its checkpoints/
+
+
+class Ensemble(nn.Module):
+    """The members' softmax outputs averaged (Section 6, "averaging the predictions of five
+    similar CNNs"), returned as their log: scored like logits, as softmax(log p) = p."""
+
+    def __init__(self, nets: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(nets)
+        self.input_size = nets[0].input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_p = torch.stack([F.log_softmax(net(x), dim=1) for net in self.members])
+        return log_p.logsumexp(0) - math.log(len(self.members))
+
+
+def load_member(path: str, cfg: DictConfig) -> AlexNetModule:
+    """A network to evaluate on ``cfg.data.val_views``: one of our checkpoints, built from the
+    network config inside it, or a plain state dict loaded into ``cfg.model``'s network."""
+    contents = read_file(path)
+    views = list(cfg.data.val_views)
+    if "hyper_parameters" not in contents:
+        module = build_module(cfg)
+        fit_weights(module.net, contents, path, strict=True)
+        return module
+    saved = contents["hyper_parameters"]
+    module = AlexNetModule(model=saved["model"], optim=saved["optim"], val_views=views)
+    module.net.load_state_dict(network_weights(contents))
+    return module
+
+
+def ensemble_of(members: list[AlexNetModule]) -> AlexNetModule:
+    """One module scoring the members' averaged softmax outputs."""
+    first = members[0].hparams
+    sizes = {(m.net.input_size, m.net.classifier.fc8.out_features) for m in members}
+    if len(sizes) > 1:
+        raise ValueError(f"ckpt: an ensemble needs one input size and class count, the members "
+                         f"have (input size, classes) {sorted(sizes)}")
+    module = AlexNetModule(model=first.model, optim=first.optim, val_views=first.val_views)
+    module.net = Ensemble([m.net for m in members])
+    return module
+
+
+def run_folder(ckpt: str) -> Path | None:
+    """The training run folder of a checkpoint in its checkpoints/ folder, if it is one."""
+    folder = Path(ckpt).expanduser().resolve().parent.parent
+    return folder if (folder / RUN_CONFIG).is_file() else None
+
+
+def data_config(cfg: DictConfig, ckpt: str) -> dict:
+    """The data to evaluate on: the training run's (its .hydra/config.yaml) unless a ``data=``
+    group is chosen or there is no run folder, then the composed ``data``; the command line's
+    ``data.*`` overrides apply on top, and ``data.val_views`` is always the command's."""
+    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    run = run_folder(ckpt)
+    if run is None or any(o.key_or_group == "data" for o in overrides):
+        data = cfg.data
+    else:
+        data = OmegaConf.load(run / RUN_CONFIG).data
+        for o in overrides:
+            if o.key_or_group.startswith("data."):
+                if o.is_delete():
+                    raise ValueError(f"{o.input_line}: evaluate cannot delete a key of the run's data")
+                OmegaConf.update(data, o.key_or_group[len("data."):], o.value(), force_add=True)
+    data = OmegaConf.to_container(data, resolve=True)
+    data["val_views"] = list(cfg.data.val_views)
+    return data
+
+
+def scores(metrics: dict, views: list[str]) -> dict[str, dict[str, float]]:
+    """validate()'s metrics per view: the first view logs as val/..., the others val_<view>/."""
+    out = {}
+    for i, view in enumerate(views):
+        prefix = "val/" if i == 0 else f"val_{view}/"
+        out[view] = {k[len(prefix):]: float(v) for k, v in metrics.items() if k.startswith(prefix)}
+    return out
+
+
+def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One line per network and view: top-1 error, top-k error, loss."""
+    width = max(len(name) for name in results)
+    first = next(iter(next(iter(results.values())).values()))
+    topk = next(k for k in first if k.startswith("top") and k != "top1_err")
+    lines = [f"{'network':<{width}}  {'view':<8} {'top-1 err':>9} {f'top-{topk[3:-4]} err':>9} {'loss':>7}"]
+    for name, views in results.items():
+        for view, s in views.items():
+            lines.append(f"{name:<{width}}  {view:<8} {s['top1_err']:>9.4f} {s[topk]:>9.4f} {s['loss']:>7.4f}")
+    return "\n".join(lines)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Score every checkpoint of ``cfg.ckpt`` and, for a list, their ensemble; returns and (on
+    process 0) writes to eval.json {checkpoints, images, data, results}."""
+    paths = list(cfg.ckpt) if OmegaConf.is_list(cfg.ckpt) else [cfg.ckpt]
+    if not paths:
+        raise ValueError("ckpt=[]: name at least one checkpoint")
+    members = [load_member(str(p), cfg) for p in paths]
+    with open_dict(cfg):  # data.crop_size follows the checkpoint's network
+        cfg.model = members[0].hparams.model
+    data = data_config(cfg, str(paths[0]))
+    datamodule = build_datamodule(data)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    networks = dict(zip(map(str, paths), members))
+    if OmegaConf.is_list(cfg.ckpt):
+        networks["ensemble"] = ensemble_of(members)
+    views = list(cfg.data.val_views)
+    with command_tracker(cfg, "evaluate") as tracker:
+        results = {name: scores(trainer.validate(module, datamodule=datamodule, verbose=False)[0], views)
+                   for name, module in networks.items()}
+        report = dict(checkpoints=list(map(str, paths)), images=len(datamodule.val_set), data=data,
+                      results=results)
+        if trainer.is_global_zero:
+            write_json(Path(cfg.paths.output_dir) / "eval.json", report)
+            print(format_table(results))
+            print(f"{report['images']} images; written to {Path(cfg.paths.output_dir) / 'eval.json'}")
+            if tracker is not None:
+                metrics = list(next(iter(results.values()))[views[0]])  # top1_err, top5_err, loss
+                tracker.log_table("eval", columns=["network", "view", *metrics], data=[
+                    [name, view, *s.values()] for name, by_view in results.items() for view, s in by_view.items()])
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

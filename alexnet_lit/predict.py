@@ -1,0 +1,80 @@
+"""The classes a trained network sees in image files (Section 6, Figure 4's top-5 lists):
+
+    python -m alexnet_lit.predict ckpt=outputs/.../checkpoints/best.ckpt files='photos/*.jpg'
+
+prints the top-k class names and probabilities of every image and writes them to
+``predictions.csv`` (file, rank, class index, class name, probability) in the run folder.
+Each image is brought to the data's image_size as in training, then scored on its ten crops
+(softmax averaged) or its centre crop. Class names are the data's (see FolderDataModule).
+"""
+import csv
+import glob
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from alexnet_lit.build import CONFIG_DIR, build_datamodule
+from alexnet_lit.data.decode import prepare_image
+from alexnet_lit.evaluate import data_config, load_member
+
+
+def image_files(pattern: str) -> list[str]:
+    """The image files of a file, a folder (recursively) or a glob, sorted."""
+    path = Path(pattern).expanduser()
+    if path.is_dir():
+        files = [str(p) for p in sorted(path.rglob("*")) if p.name.lower().endswith(IMG_EXTENSIONS)]
+    else:
+        files = sorted(glob.glob(str(path), recursive=True))
+    if not files:
+        raise FileNotFoundError(f"files={pattern}: no image files there")
+    return files
+
+
+def class_probabilities(module, views, images: torch.Tensor, view: str) -> torch.Tensor:
+    """Softmax outputs (B, classes) of uint8 (B, S, S, 3) images: of the centre crop, or the
+    mean over the ten crops."""
+    with torch.inference_mode():
+        x = views(images, view)
+        if view == "tencrop":
+            return module(x.flatten(0, 1)).softmax(1).unflatten(0, x.shape[:2]).mean(1)
+        return module(x).softmax(1)
+
+
+def predict(cfg: DictConfig) -> list[dict]:
+    """Top-k rows {file, rank, class_index, class_name, probability}, also in predictions.csv."""
+    if cfg.view not in ("center", "tencrop"):
+        raise ValueError(f"view={cfg.view!r}: expected 'center' or 'tencrop'")
+    module = load_member(str(cfg.ckpt), cfg).eval()
+    datamodule = build_datamodule(data_config(cfg, str(cfg.ckpt)))
+    datamodule.prepare_data()
+    datamodule.setup("predict")
+    files, size, names = image_files(str(cfg.files)), datamodule.hparams.image_size, datamodule.class_names
+    k = min(cfg.topk, len(names))
+    rows = []
+    for start in range(0, len(files), cfg.batch_size):
+        batch = files[start:start + cfg.batch_size]
+        images = torch.stack([torch.from_numpy(prepare_image(f, size)) for f in batch])
+        top = class_probabilities(module, datamodule.views, images, cfg.view).topk(k, dim=1)
+        for file, probs, indices in zip(batch, top.values.tolist(), top.indices.tolist()):
+            rows += [dict(file=file, rank=rank, class_index=i, class_name=names[i], probability=p)
+                     for rank, (p, i) in enumerate(zip(probs, indices), start=1)]
+            print(f"{file}: " + "; ".join(f"{names[i]} {p:.3f}" for p, i in zip(probs, indices)))
+    out = Path(cfg.paths.output_dir) / "predictions.csv"
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{len(files)} images; written to {out}")
+    return rows
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    main()

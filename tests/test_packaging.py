@@ -1,0 +1,37 @@
+"""The package as a user installs it: a wheel installed outside the source tree runs the
+commands (console scripts) with the configs and the paper's table it ships."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from test_report import sweep  # noqa: F401 (a fixture)
+
+SCRIPTS = ["alexnet-train", "alexnet-evaluate", "alexnet-predict", "alexnet-summary", "alexnet-figures",
+           "alexnet-report", "alexnet-prepare", "alexnet-figure1"]
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_elsewhere_reports_and_summarises(tmp_path, sweep):  # noqa: F811
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"),
+                    str(REPO)], check=True, cwd=tmp_path, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("alexnet_lit-*.whl")
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True,
+                   capture_output=True)
+    assert sorted(p.name for p in (site / "bin").iterdir() if p.name.startswith("alexnet-")) == sorted(SCRIPTS)
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    where = subprocess.run([sys.executable, "-c", "import alexnet_lit; print(alexnet_lit.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.startswith(str(site))
+
+    done = subprocess.run([str(site / "bin" / "alexnet-report"), str(sweep)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| 40.7 |" in (sweep / "report.md").read_text()  # the paper's top-1 of the full net
+    summary = subprocess.run([str(site / "bin" / "alexnet-summary"), "data.num_classes=1000"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True)
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    assert "60,965,224" in summary.stdout

@@ -1,0 +1,82 @@
+"""python -m alexnet_lit.predict, and the class names it shows: words from a synset-words file
+(kept by prepare), folder names otherwise."""
+import csv
+import shutil
+import subprocess
+
+import pytest
+
+from alexnet_lit.data.imagenet import display_names, synset_words
+from alexnet_lit.data.prepared import prepare
+from alexnet_lit.data.synthetic import synthetic_root
+from alexnet_lit.predict import predict
+from conftest import REPO, command
+from test_data_layout import WNIDS, imagenet  # noqa: F401 (a fixture)
+
+
+def trained_data(cache_dir):
+    """The synthetic set trained_run learnt (conftest.FINISHED_RUN, experiment=tiny)."""
+    return synthetic_root(cache_dir, num_classes=4, train_per_class=100, val_per_class=20, size=76, seed=0)
+
+
+@pytest.mark.parametrize("form", ["LOC_synset_mapping.txt", "synset_words.txt",
+                                  "ILSVRC2012_devkit_t12", "ILSVRC2012_devkit_t12.tar.gz"])
+def test_class_names_come_from_each_synset_words_file(imagenet, form):  # noqa: F811
+    root, truth = imagenet
+    assert display_names(root, WNIDS) == WNIDS  # no words file: the folder names
+    if form.endswith(".txt"):
+        (root / form).write_text("".join(f"{w} words of {w}\n" for w in WNIDS))
+    elif form.endswith(".tar.gz"):
+        shutil.copy(truth / form, root / form)
+    else:
+        shutil.copytree(truth / form, root / form)
+    assert display_names(root, WNIDS) == [f"words of {w}" for w in WNIDS]
+
+
+def test_a_malformed_words_file_is_named(tmp_path):
+    (tmp_path / "synset_words.txt").write_text("n01440764 tench\nnot-a-wnid\n")
+    with pytest.raises(ValueError, match=r"synset_words.txt, line 2 \('not-a-wnid'\)"):
+        synset_words(tmp_path)
+
+
+def test_prepare_keeps_the_class_words(imagenet, tmp_path):  # noqa: F811
+    root, truth = imagenet
+    (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} words of {w}\n" for w in WNIDS))
+    meta = prepare(root, tmp_path / "prepared", layout="imagenet", image_size=32, workers=1,
+                   val_labels=str(truth / "val.txt"), progress=False)
+    assert meta["classes"] == WNIDS and meta["class_names"] == [f"words of {w}" for w in WNIDS]
+
+
+@pytest.mark.slow
+def test_predict_names_the_class_of_images_it_was_trained_on(compose_cfg, trained_run, cache_dir, tmp_path):
+    train = trained_data(cache_dir) / "train"
+    classes = sorted(p.name for p in train.iterdir())
+    rows = predict(compose_cfg(f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}",
+                               f"files='{train}/*/0000[0-4].jpg'", "topk=3", command="predict"))
+    top1 = [r for r in rows if r["rank"] == 1]
+    assert len(top1) == 5 * len(classes) and len(rows) == 3 * len(top1)
+    right = sum(r["class_name"] == r["file"].split("/")[-2] for r in top1)
+    assert right >= 0.9 * len(top1)
+    for first, *rest in zip(*[iter(rows)] * 3):
+        assert first["probability"] >= rest[0]["probability"] >= rest[1]["probability"]
+        assert first["class_name"] == classes[first["class_index"]]
+    with open(tmp_path / "run" / "predictions.csv", newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [(w["file"], w["class_name"]) for w in written] == [(r["file"], r["class_name"]) for r in rows]
+
+
+@pytest.mark.slow
+def test_the_command_on_a_folder_prints_each_image(tmp_path, cache_dir, trained_run):
+    val = trained_data(cache_dir) / "val"
+    done = subprocess.run(command("predict", tmp_path / "out", cache_dir,
+                                  f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
+                                  f"files={val / 'class001'}", "view=center"),
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("class001/") == 20 and "20 images; written to" in done.stdout
+    assert "class001 " in done.stdout
+    missing = subprocess.run(command("predict", tmp_path / "out2", cache_dir,
+                                     f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
+                                     f"files={tmp_path}/nothing*.jpg"),
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "nothing*.jpg: no image files there" in missing.stderr

@@ -57,13 +57,17 @@ def offline_reason(base_url: str, timeout_s: float = 3.0) -> str | None:
     return None
 
 
+RUN_ID = "wandb_run_id"  # in the run folder: a job resumed there continues its own W&B run
+
+
 class WandbTracker(WandbLogger):
     """Lightning's WandbLogger with the sweep's metadata, an offline fallback and, with
     ``log_model``, last.ckpt logged beside best.ckpt.
 
     ``group`` defaults to :func:`sweep_group`; :func:`wandb_runs` sets ``job_type`` (unless
     given) to the ablation names joined by ``+`` and adds one tag per name to ``tags``.
-    ``mode`` is ``online``, ``offline`` or ``disabled``; ``None`` honours ``WANDB_MODE`` if
+    A job resumed in its run folder continues the W&B run of its first attempt (its id is
+    kept in ``RUN_ID`` there). ``mode`` is ``online``, ``offline`` or ``disabled``; ``None`` honours ``WANDB_MODE`` if
     set and otherwise goes online only when :func:`offline_reason` finds nothing against it
     and ``wandb.init`` succeeds within ``init_timeout_s``. ``samples`` training images go
     into the grid logged at the start.
@@ -101,6 +105,9 @@ class WandbTracker(WandbLogger):
             reason = offline_reason(os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL))
             mode = "offline" if reason else "online"
         self._wandb_init["mode"] = mode
+        id_file = Path(self.save_dir or ".") / RUN_ID
+        if id_file.is_file():  # an attempt of this job ran before: continue its W&B run
+            self._wandb_init.update(id=id_file.read_text().strip(), resume="allow")
         try:
             run = super().experiment
         except wandb.errors.Error as error:
@@ -109,6 +116,8 @@ class WandbTracker(WandbLogger):
             reason = f"wandb.init failed: {str(error).splitlines()[0]}"
             self._wandb_init["mode"] = "offline"
             run = super().experiment
+        id_file.parent.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(run.id)
         if reason:
             run_dir = Path(run.dir).parent
             log.warning(f"W&B offline ({reason}): run saved in {run_dir}; upload it later with "

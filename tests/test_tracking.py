@@ -59,14 +59,16 @@ def test_a_run_logs_its_ablations_config_metrics_samples_and_conv1_kernels(
 
 @pytest.mark.slow
 def test_the_w_and_b_report_counts_the_last_attempt_of_a_resumed_job(compose_cfg, wandb_offline, tmp_path):
-    """A job resumed in its folder opens a second W&B run; both name the job's folder, and the
-    W&B reporter keeps the later one."""
+    """A job resumed in its folder continues its own W&B run (the same run id: online, W&B
+    appends to it; offline, a second folder of the same run); both attempts name the job's
+    folder, and the W&B reporter keeps the later one."""
     train(compose_cfg("experiment=tiny", "logger=wandb", "trainer.max_epochs=1"))
     train(compose_cfg("experiment=tiny", "logger=wandb", "trainer.max_epochs=2"))  # resumes
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     attempts = wandb_runs(tmp_path / "run")
     assert len(attempts) == 2
     assert {a["config"]["run_dir"] for a in attempts} == {str(tmp_path / "run")}
+    assert len({a["folder"].name.rsplit("-", 1)[1] for a in attempts}) == 1  # one run id
     api_like = [SimpleNamespace(id=a["folder"].name.rsplit("-", 1)[1], created_at=created, config=a["config"],
                                 summary_metrics=a["summary"], state=a["state"])
                 for a, created in zip(attempts, ("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"))]

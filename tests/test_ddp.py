@@ -67,7 +67,7 @@ def test_one_ddp_step_of_2x64_matches_one_step_of_1x128(tmp_path, cache_dir):
     """Same global batch of 128 (the samplers give the same images whatever the process
     count); no dropout and centre crops, so nothing random differs between the runs."""
     same = ("data.batch_size=128", "data.augment=false", "model.dropout=0", "optim.weight_decay=0",
-            "+trainer.max_steps=1", "+trainer.num_sanity_val_steps=0")
+            "trainer.max_steps=1", "+trainer.num_sanity_val_steps=0")
     run(train_command(tmp_path / "one", cache_dir, *same))
     run(train_command(tmp_path / "two", cache_dir, *same, *DDP))
     one, two = first_step_gradient(tmp_path / "one"), first_step_gradient(tmp_path / "two")
@@ -80,7 +80,7 @@ def test_one_ddp_step_of_2x64_matches_one_step_of_1x128(tmp_path, cache_dir):
 @pytest.mark.slow
 def test_a_mid_epoch_checkpoint_holds_the_training_error_counts_of_both_processes(tmp_path, cache_dir):
     """What a run resumed mid-epoch goes on counting from (alexnet_lit.module)."""
-    run(train_command(tmp_path / "run", cache_dir, *DDP, "+trainer.max_steps=3",
+    run(train_command(tmp_path / "run", cache_dir, *DDP, "trainer.max_steps=3",
                       "+trainer.num_sanity_val_steps=0", "callbacks.model_checkpoint.monitor=null",
                       "callbacks.model_checkpoint.save_top_k=-1", "callbacks.model_checkpoint.filename='step{step}'",
                       "+callbacks.model_checkpoint.every_n_train_steps=2"))
@@ -132,8 +132,8 @@ def test_ddp_jobs_inside_a_multirun_write_into_their_own_folders(tmp_path, cache
     sweep, cwd = tmp_path / "sweep", tmp_path / "cwd"
     cwd.mkdir()
     run([sys.executable, "-m", "alexnet_lit.train", "-m", "experiment=tiny", *DDP, "seed=0,1",
-         f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep}", "+trainer.max_steps=3",
-         "+trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0"], cwd=cwd)
+         f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep}", "trainer.max_steps=3",
+         "trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0"], cwd=cwd)
     assert not list(cwd.iterdir())  # no stray outputs/ folder from a process that lost its job
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
     weights = []

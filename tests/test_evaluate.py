@@ -11,7 +11,7 @@ from alexnet_lit.build import build_datamodule
 from alexnet_lit.evaluate import data_config, evaluate, load_member
 from conftest import REPO, command
 
-QUIET = ("+trainer.enable_progress_bar=false",)
+QUIET = ("trainer.enable_progress_bar=false",)
 
 
 def best(run) -> str:

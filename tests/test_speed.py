@@ -34,8 +34,8 @@ def two_steps(run_dir, cache, *speed: str, device: str = "cpu") -> tuple[dict, f
     loss. Without dropout: compiled code, and CUDA, draw its random numbers from another
     generator (crops, mirrors and colour noise are drawn on the host, the same everywhere)."""
     cfg = compose_config(["experiment=tiny", "model.dropout=0", "optim=milestones",
-                          "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                          "+trainer.limit_val_batches=0", f"trainer.accelerator={device}",
+                          "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                          "trainer.limit_val_batches=0", f"trainer.accelerator={device}",
                           *speed], output_dir=run_dir, cache=cache)
     with float32_on_cuda():
         metrics = train(cfg)

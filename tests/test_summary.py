@@ -54,7 +54,7 @@ def test_the_command_prints_the_table_for_an_ablation(compose_cfg):
 @pytest.mark.slow
 def test_a_run_starts_with_a_model_summary_of_shapes_and_flops(compose_cfg, caplog):
     cfg = compose_cfg("experiment=tiny", "data.num_classes=4", "trainer.enable_model_summary=true",
-                      "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1")
+                      "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1")
     with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         train(cfg)
     (summary,) = [r.getMessage() for r in caplog.records if "Total Flops" in r.getMessage()]

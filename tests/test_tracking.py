@@ -161,7 +161,7 @@ def test_log_model_logs_best_and_last_checkpoints_as_artifacts(compose_cfg, wand
 @pytest.mark.slow
 def test_evaluate_and_figures_log_their_table_and_pictures(compose_cfg, wandb_offline, tmp_path, trained_run):
     ckpt = f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}"
-    report = evaluate(compose_cfg(ckpt, "logger=wandb", "+trainer.enable_progress_bar=false",
+    report = evaluate(compose_cfg(ckpt, "logger=wandb", "trainer.enable_progress_bar=false",
                                   command="evaluate", run="eval"))
     run = wandb_run(tmp_path / "eval")
     assert run["job_type"] == "evaluate" and run["config"]["ckpt"] == ckpt[len("ckpt="):]

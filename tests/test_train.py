@@ -44,7 +44,7 @@ def test_plateau_divides_lr_by_ten_when_val_error_stops_improving(compose_cfg, t
     # lr so small that nothing is learnt: val error stays flat, and with patience 0 the lr
     # drops after every epoch but the first (which sets the best so far)
     cfg = compose_cfg("experiment=tiny", "optim.lr=1e-6", "optim.scheduler.patience=0",
-                      "trainer.max_epochs=4", "+trainer.limit_train_batches=2")
+                      "trainer.max_epochs=4", "trainer.limit_train_batches=2")
     train(cfg)
     rows = read_metrics(tmp_path / "run")
     assert len(set(epoch_values(rows, "val/top1_err"))) == 1
@@ -53,7 +53,7 @@ def test_plateau_divides_lr_by_ten_when_val_error_stops_improving(compose_cfg, t
 
 def test_milestones_schedule(compose_cfg, tmp_path):
     cfg = compose_cfg("experiment=tiny", "optim=milestones", "optim.scheduler.milestones=[1]",
-                      "trainer.max_epochs=2", "+trainer.limit_train_batches=2")
+                      "trainer.max_epochs=2", "trainer.limit_train_batches=2")
     train(cfg)
     assert epoch_values(read_metrics(tmp_path / "run"), "lr") == pytest.approx([0.02, 0.002])
 
@@ -81,7 +81,7 @@ def test_resuming_drops_the_rows_beyond_the_checkpoint_and_a_half_written_one(tm
 
 def final_weights(compose_cfg, seed, run) -> torch.Tensor:
     cfg = compose_cfg("experiment=tiny", f"seed={seed}", "trainer.max_epochs=1",
-                      "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", run=run)
+                      "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", run=run)
     train(cfg)
     state = torch.load(cfg.paths.output_dir + "/checkpoints/last.ckpt", weights_only=True)["state_dict"]
     return state["net.features.conv1.weight"]

@@ -64,7 +64,7 @@ def test_evaluate_takes_a_plain_torchvision_state_dict_with_model_torchvision(
     reference, path = torchvision_weights(num_classes=10)
     cfg = compose_cfg(f"ckpt={path}", "model=torchvision", "data.image_size=256", "data.val_per_class=3",
                       "data.batch_size=30", "data.normalize=standard", "data.val_views=[center]",
-                      "+trainer.enable_progress_bar=false", command="evaluate")
+                      "trainer.enable_progress_bar=false", command="evaluate")
     report = evaluate(cfg)
     datamodule = build_datamodule(report["data"])
     datamodule.prepare_data()

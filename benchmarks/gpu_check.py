@@ -331,7 +331,7 @@ def end_to_end(args, overrides: list[str], workers: list[int]) -> dict:
             row["trainer_over_step"] = row["trainer"] / step
             if last:  # the non-finite loss guard and the progress bar read the loss on the host every step
                 row["trainer_without_host_reads"] = through_trainer(
-                    compose(f"data.num_workers={w}", "~callbacks.nonfinite_loss", "+trainer.enable_progress_bar=false"),
+                    compose(f"data.num_workers={w}", "~callbacks.nonfinite_loss", "trainer.enable_progress_bar=false"),
                     device, args.e2e_steps, args.e2e_warmup)[0]
                 row["profile"] = profile
             rows[f"num_workers={w}"] = row

@@ -325,6 +325,19 @@ def setting_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
+def overfitting_line(runs: list[Run]) -> list[str]:
+    """Does ``none`` overfit? Its runs' gap between validation and training top-1 error:
+    regularisers can only show their worth where it is clearly above 0."""
+    gaps = [100 * (r.val_top1 - r.train_top1) for r in runs if r.ablation == "none" and r.status == "completed"
+            and r.val_top1 is not None and r.train_top1 is not None]
+    if not gaps:
+        return []
+    return [f"`none` overfits by {statistics.fmean(gaps):.1f} percentage points (validation minus training "
+            f"top-1 error, {min(gaps):.1f} to {max(gaps):.1f} over {len(gaps)} runs; the training error is "
+            "that of the last epoch's augmented batches with dropout on, so it overstates the error "
+            "on the training images themselves).", ""]
+
+
 def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None,
              missing: list[Path]) -> str:
     lines = [
@@ -332,7 +345,7 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
         f"Source: {source}  ", *([f"Sweep: `{command}`  "] if command else []),
         f"Training time: {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min, summed over the runs  ",
         f"Report: `python -m alexnet_lit.report {shlex.join(sys.argv[1:])}`", "",
-        *setting_lines(runs), "",
+        *setting_lines(runs), "", *overfitting_line(runs),
         "Final-epoch error in %, mean ± sd over the n completed runs (seeds). Δ is the change "
         "against `none` in percentage points with its 95% Welch t-interval in brackets (none "
         "without two runs on each side); with n = 2 or 3 a side such intervals are wide, as "

@@ -84,6 +84,7 @@ def test_the_report_puts_our_changes_beside_the_papers(sweep):
     assert none[13] == "norm1 1.25, norm2 1.00" and no_lrn[13] == "off"
     assert "classes 10; init paper; inputs raw RGB minus the mean image" in text
     assert "epochs 30; views center" in text and "80,000 parameters" in text
+    assert "`none` overfits by 10.0 percentage points" in text and "10.0 to 10.0 over 3 runs" in text
     assert "`" + str(sweep / "99") + "`" in text  # the job without results.json
     assert "python -m alexnet_lit.train -m experiment=tiny '+ablation=glob(*)' seed=0,1" in text
     assert "no_lrn`: top-1 +1.4%, top-5 +1.2% without it" in text

@@ -42,7 +42,7 @@ class Run:
     train_top1: float | None
     source: str  # the job folder or W&B run
     wall_time_s: float | None = None
-    learning: str | None = None  # results.json's learning verdict: learns, exploded, at chance
+    learning: str | None = None  # results.json's learning verdict (results.learning_verdict)
     lrn: dict | None = None  # per LRN layer: the divisor's mean over k ** beta
     setting: dict | None = None  # what the run was (SETTING's keys)
 
@@ -222,7 +222,8 @@ def summarise(runs: list[Run], paper: dict[str, dict]) -> list[dict]:
         row["delta"] = {m: stats[name][m].minus(base[m]) if stats[name][m] and base.get(m) else None
                         for m in METRICS}
         rows.append(row)
-    learned = {row["ablation"]: set(row["learning"]) <= {"learns", "unknown"} for row in rows}
+    learned = {row["ablation"]: all(v.startswith("learns") or v == "unknown" for v in row["learning"])
+               for row in rows}
     for row in rows:
         row["comparable"] = learned[row["ablation"]] and learned.get("none", True)
     return rows
@@ -352,8 +353,8 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
         "they must be. The paper's Δ is its change without the component (its row for `none`: "
         "the errors), `+` where it reports only the direction. *Verdict*, on the metric in "
         "brackets: *agrees* or *disagrees* where the interval excludes 0, *not resolved* where "
-        "it holds 0; no verdict where a run of the row or of `none` did not learn. *Learning*: "
-        "each run's verdict from results.json (exploded: a training loss above 3 ln(classes); at "
+        "it holds 0; no verdict where a run of the row or of `none` ended at chance. *Learning*: "
+        "each run's verdict from results.json (a loss spike: a training loss above 3 ln(classes); at "
         "chance: final val accuracy within 3 binomial sd of 1/classes). *LRN*: each LRN layer's "
         "mean divisor (k + α Σa²)^β at the last validation over k^β; 1.00 is a constant rescale.",
         "",

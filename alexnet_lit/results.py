@@ -75,9 +75,10 @@ class LossWatch:
 
 
 def learning_verdict(classes: int, watch: dict, val_top1_err: float | None, val_images: int) -> dict:
-    """Whether a run learned: ``exploded`` where a training loss passed EXPLODED x ln(classes),
-    ``at chance`` where the last validation's top-1 accuracy is within CHANCE_Z binomial
-    standard deviations of 1/classes, both where both hold, else ``learns``."""
+    """Whether a run learned: ``at chance`` where the last validation's top-1 accuracy is
+    within CHANCE_Z binomial standard deviations of 1/classes (``exploded and at chance``
+    where a training loss also passed EXPLODED x ln(classes)), ``learns after a loss spike``
+    where the loss passed it and the run still learned, else ``learns``."""
     chance_loss, chance_acc = math.log(classes), 1 / classes
     verdict = dict(chance_loss=round(chance_loss, 4), first_train_loss=watch.get("first"),
                    max_train_loss=watch.get("largest"), max_train_loss_step=watch.get("step"))
@@ -86,8 +87,12 @@ def learning_verdict(classes: int, watch: dict, val_top1_err: float | None, val_
     if val_top1_err is not None and val_images:
         sd = math.sqrt(chance_acc * (1 - chance_acc) / val_images)
         at_chance = (1 - val_top1_err) - chance_acc < CHANCE_Z * sd
-    words = [w for w, flag in (("exploded", exploded), ("at chance", at_chance)) if flag]
-    verdict["verdict"] = " and ".join(words) if words else ("learns" if at_chance is False else "unknown")
+    if at_chance:
+        verdict["verdict"] = "exploded and at chance" if exploded else "at chance"
+    elif at_chance is False:
+        verdict["verdict"] = "learns after a loss spike" if exploded else "learns"
+    else:
+        verdict["verdict"] = "exploded" if exploded else "unknown"
     return verdict
 
 

@@ -407,6 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paper", type=Path, default=PAPER_TABLE, help="the paper's table (CSV)")
     parser.add_argument("--figure1", action="store_true", help="SWEEP_DIR is an experiment=figure1 sweep: "
                         "write figure1.png, .md and .json (ReLU against tanh, Section 3.1)")
+    parser.add_argument("--target", type=float, help="with --figure1: the training error the speed-up is "
+                        "measured at (default: the one the runs stopped at; not below it)")
     args = parser.parse_args(argv)
     if args.figure1:
         return figure1_report(parser, args)
@@ -444,7 +446,7 @@ def figure1_report(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     commands = [c for c in map(sweep_command, sorted({p.parent for p in args.sweep_dir.rglob("multirun.yaml")})) if c]
     out = args.out or args.sweep_dir
     try:
-        summary = figure1.report(args.sweep_dir, out, commands)
+        summary = figure1.report(args.sweep_dir, out, commands, args.target)
     except ValueError as error:
         sys.exit(f"report: {error}")
     for warning in summary["warnings"]:

@@ -8,6 +8,7 @@ target and records the curve. ``python -m alexnet_lit.report --figure1 SWEEP`` (
 ``alexnet-figure1 SWEEP``) turns the sweep folder into the figure and the speed-up.
 """
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,12 +119,13 @@ def read_trials(sweep: Path, target: float | None = None) -> tuple[list[Trial], 
 
 
 def fastest(trials: list[Trial]) -> Trial | None:
-    """The trial that reached the target in the fewest epochs, or, where none did, the one
+    """The trial that reached the target in the fewest epochs (on a tie, as where several are
+    below it after the first, the lowest error at that epoch), or, where none did, the one
     with the lowest training error after the epochs they all trained (the longer on a tie);
     None without curves."""
     reached = [t for t in trials if t.epochs_to_target is not None]
     if reached:
-        return min(reached, key=lambda t: t.epochs_to_target)
+        return min(reached, key=lambda t: (t.epochs_to_target, t.train_error[math.ceil(t.epochs_to_target) - 1]))
     curves = [t for t in trials if t.train_error]
     if not curves:
         return None

@@ -112,6 +112,8 @@ def test_the_speed_up_is_at_each_activations_fastest_rate_or_a_lower_bound():
         "WARNING: tanh's fastest rate 0.01 is at the edge of its grid 0.01, 0.02: a rate outside it may be faster"]
     inside = [trial("tanh", lr, [0.6, 0.4, errors]) for lr, errors in ((0.01, 0.3), (0.02, 0.2), (0.04, 0.3))]
     assert figure1.grid_edges(inside) == [] and figure1.fastest(inside).lr == 0.02
+    first = [trial("relu", lr, [error]) for lr, error in ((0.01, 0.2), (0.02, 0.1), (0.04, 0.15))]
+    assert figure1.fastest(first).lr == 0.02  # all below after epoch 1: the lowest error then
     slow = [trial("tanh", 0.01, [0.6, 0.5, 0.4, 0.3, 0.3]), trial("tanh", 0.02, [0.6, 0.5, 0.45], "interrupted"),
             trial("tanh", 0.04, [0.9], "diverged")]  # diverged: it will never get there
     result = figure1.speedup(relu + slow)

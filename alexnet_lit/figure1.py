@@ -175,7 +175,7 @@ def ratio_text(result: dict) -> str:
     return "no ratio: ReLU did not reach the target" if result["relu_epochs"] is None else "no ratio"
 
 
-def trial_row(trial: Trial, best: Trial | None, target: float) -> str:
+def trial_row(trial: Trial, best: Trial | None) -> str:
     reached = (f"{trial.epochs_to_target:.2f}" if trial.epochs_to_target is not None
                else f"not in {len(trial.train_error)}" if trial.train_error else "—")
     last = f"{100 * trial.train_error[-1]:.1f}" if trial.train_error else "—"
@@ -241,7 +241,7 @@ def report(sweep: Path, out: Path, commands: list[str], target: float | None = N
              "updates as they were made.", "",
              "| activation | lr | status | epochs to target | epochs trained | last train error % | "
              "minutes | run |", "|---|---|---|---|---|---|---|---|",
-             *[trial_row(t, best[t.activation], target) for t in trials]]
+             *[trial_row(t, best[t.activation]) for t in trials]]
     (out / "figure1.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return summary
 

@@ -1,183 +1,262 @@
-"""Figure 1 of the paper (Section 3.1): a four-layer convolutional network reaches 25%
-training error on CIFAR-10 six times faster with ReLUs than with tanh units.
+"""Figure 1 of the paper (Section 3.1): a four-layer convolutional network reaches 25% training
+error on CIFAR-10 six times faster with ReLUs than with tanh units, each at the learning rate
+that trains it fastest, with no regularisation of any kind.
 
-    python -m alexnet_lit.figure1 --data /tmp/alexnet_data/cifar10_jpg --out ablations/figure1
-
-The network is cuda-convnet's CIFAR-10 net of that time (layers-80sec): three 5x5
-convolutions of 32, 32 and 64 kernels, each followed by the activation and 3x3 pooling at
-stride 2 (max, then average, average), then one fully connected layer to the 10 classes.
-As in the paper there is no regularisation (no weight decay, dropout or augmentation) and
-the learning rate of each activation is picked from a grid "to make training as fast as
-possible": every rate trains ``--pilot-epochs``, the lowest training error goes on. Both
-start from the same weights (PyTorch's default initialisation) and see the same inputs:
-the pixels minus the mean image, divided by their standard deviation. (The paper's N(0, 0.01)
-weights on raw pixels left this net's ReLU version barely learning in a short trial.)
-Training error is counted over each epoch while it trains. Writes figure1.png (error
-against epochs, the 25% line) and figure1.json (curves, rates, the speed-up).
+The runs are ordinary training runs (``experiment=figure1``, a multirun over activation x
+learning rate); :class:`TrainErrorTarget` stops each once its training error reaches the
+target and records the curve. ``python -m alexnet_lit.report --figure1 SWEEP`` (or
+``alexnet-figure1 SWEEP``) turns the sweep folder into the figure and the speed-up.
 """
-import argparse
 import json
-import shlex
+import math
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-from torch import nn
-from torch.nn import functional as F
-from torchvision import datasets
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError
 
-from alexnet_lit.model import ACTIVATIONS
+from alexnet_lit.results import write_json
 
-
-def cifar_net(activation: str) -> nn.Sequential:
-    act = ACTIVATIONS[activation]
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 5, padding=2), act(), nn.MaxPool2d(3, 2, ceil_mode=True),   # 32 -> 16
-        nn.Conv2d(32, 32, 5, padding=2), act(), nn.AvgPool2d(3, 2, ceil_mode=True),  # 16 -> 8
-        nn.Conv2d(32, 64, 5, padding=2), act(), nn.AvgPool2d(3, 2, ceil_mode=True),  # 8 -> 4
-        nn.Flatten(), nn.Linear(64 * 4 * 4, 10))
+CURVE = "train_error.json"  # in each run folder: the target, the training-error curve, where it was reached
 
 
-def load_train_set(root: Path, images: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``images / 10`` images of each class of ``root/train`` (ImageFolder layout),
-    minus their mean image, divided by their pixel standard deviation."""
-    folder = datasets.ImageFolder(str(root / "train"))
-    if len(folder.classes) != 10:
-        raise ValueError(f"{root / 'train'}: expected the 10 CIFAR-10 class folders, "
-                         f"found {len(folder.classes)}")
-    per_class = images // 10
-    chosen = [[p for p, c in folder.samples if c == k][:per_class] for k in range(10)]
-    if min(map(len, chosen)) < per_class:
-        raise ValueError(f"{root / 'train'}: --train-images {images} needs {per_class} images per class")
-    paths = [(p, k) for k, ps in enumerate(chosen) for p in ps]
-    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32))) for p, _ in paths])
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
-    x = (x - x.mean(0)) / x.std()
-    return x, torch.tensor([k for _, k in paths])
+class TrainErrorTarget(EarlyStopping):
+    """Stops training once the training error counted over an epoch (``train/top1_err``, the
+    error of the updates as they were made, as cuda-convnet reports it) is below ``target``,
+    and keeps ``path`` up to date: the target, that error after every epoch, and the epoch and
+    step at which it was reached (null until then). A run resumed after reaching it trains no
+    further."""
+
+    def __init__(self, path: str, target: float = 0.25):
+        super().__init__(monitor="train/top1_err", mode="min", stopping_threshold=target,
+                         patience=float("inf"), check_on_train_epoch_end=True, strict=True)
+        self.path, self.target = Path(path), target
+        self.curve: list[float] = []
+        self.reached: dict | None = None
+
+    def state_dict(self) -> dict:
+        return dict(super().state_dict(), curve=self.curve, reached=self.reached)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.curve, self.reached = list(state["curve"]), state["reached"]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.reached is not None:
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        error = trainer.callback_metrics[self.monitor]
+        self.curve.append(float(error))
+        if self.reached is None and self.monitor_op(error, self.stopping_threshold):  # as EarlyStopping decides
+            self.reached = dict(epoch=trainer.current_epoch + 1, step=trainer.global_step)
+        if trainer.is_global_zero:
+            write_json(self.path, dict(target=self.target, train_error=self.curve, reached=self.reached))
+        super().on_train_epoch_end(trainer, pl_module)
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                batch_size: int, generator: torch.Generator) -> float:
-    """One pass in a random order; returns the training error counted along the way."""
-    wrong = 0
-    for idx in torch.randperm(len(x), generator=generator).split(batch_size):
-        logits = model(x[idx])
-        loss = F.cross_entropy(logits, y[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        wrong += (logits.argmax(1) != y[idx]).sum().item()
-    return wrong / len(x)
+@dataclass
+class Trial:
+    """One run of a Figure 1 sweep: an activation at a learning rate."""
+    activation: str
+    lr: float
+    status: str  # completed | running | failed | interrupted | diverged | not started
+    train_error: list[float]  # after each epoch
+    epochs_to_target: float | None  # interpolated between epochs; None if not reached
+    folder: Path
+    wall_time_s: float | None
 
 
 def epochs_to(errors: list[float], target: float) -> float | None:
-    """When the error curve (one value after each epoch, from 1.0 at epoch 0) first reaches
-    ``target``, interpolated linearly between epochs; None if it never does."""
-    curve = [1.0, *errors]
-    for epoch in range(1, len(curve)):
-        if curve[epoch] <= target:
-            before, after = curve[epoch - 1], curve[epoch]
-            return epoch - 1 + (before - target) / (before - after)
+    """When the training errors of epochs 1, 2, ... (``errors``) first fall below ``target``,
+    interpolated linearly between the two epochs around the crossing; 1 where the first epoch
+    is already below it (no error is measured before it); None if they never do."""
+    for epoch, error in enumerate(errors, start=1):
+        if error < target:
+            if epoch == 1:
+                return 1.0
+            before = errors[epoch - 2]
+            return epoch - 1 + (before - target) / (before - error)
     return None
 
 
-def fit(activation: str, x: torch.Tensor, y: torch.Tensor, lrs: list[float], pilot_epochs: int,
-        max_epochs: int, target: float, batch_size: int, seed: int) -> dict:
-    """Pick the rate after ``pilot_epochs``, then go on until ``target`` or ``max_epochs``."""
-    start = time.time()
-    trials = []
-    for lr in lrs:
-        torch.manual_seed(seed)  # the same initial weights (PyTorch's default) for every rate
-        model = cifar_net(activation)
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-        generator = torch.Generator().manual_seed(seed)
-        errors = [train_epoch(model, optimizer, x, y, batch_size, generator)
-                  for _ in range(pilot_epochs)]
-        trials.append(dict(lr=lr, errors=errors, state=(model, optimizer, generator)))
-        print(f"{activation} lr={lr}: training error {errors[-1]:.3f} after {pilot_epochs} epochs",
-              flush=True)
-    pilot = {str(t["lr"]): t["errors"][-1] for t in trials}
-    best = min(trials, key=lambda t: t["errors"][-1])
-    (model, optimizer, generator), errors = best["state"], best["errors"]
-    while len(errors) < max_epochs and min(errors) > target:
-        errors.append(train_epoch(model, optimizer, x, y, batch_size, generator))
-        print(f"{activation} lr={best['lr']} epoch {len(errors)}: training error {errors[-1]:.3f}",
-              flush=True)
-    return dict(lr=best["lr"], pilot=pilot, train_error=errors, epochs_to_target=epochs_to(errors, target),
-                wall_time_s=round(time.time() - start, 1))
+def read_trials(sweep: Path, target: float | None = None) -> tuple[list[Trial], float]:
+    """Every job folder below ``sweep`` (one with ``.hydra/config.yaml``), with its epochs to
+    ``target`` (default: the training error the runs stopped at; not below it, where the
+    curves end), and that target."""
+    trials, targets = [], set()
+    for config_path in sorted(sweep.rglob(".hydra/config.yaml")):
+        job, config = config_path.parent.parent, OmegaConf.load(config_path)
+        try:
+            activation, lr = config.model.activation, float(config.optim.lr)
+        except ConfigAttributeError as error:
+            raise ValueError(f"{config_path}: not a training run's config ({error})") from None
+        results = json.loads((job / "results.json").read_text()) if (job / "results.json").is_file() else {}
+        curve = json.loads((job / CURVE).read_text()) if (job / CURVE).is_file() else {}
+        if "target" in curve:
+            targets.add(curve["target"])
+        status = results.get("status", "not started")
+        if "non-finite training loss" in results.get("error", ""):
+            status = "diverged"
+        errors = curve.get("train_error", [])
+        trials.append(Trial(activation, lr, status, errors, None, job, results.get("wall_time_s")))
+    if not trials:
+        raise ValueError(f"{sweep}: no job folders (.hydra/config.yaml) below it")
+    if len(targets) > 1:
+        raise ValueError(f"{sweep}: its runs stopped at different targets {sorted(targets)}")
+    if not targets:
+        raise ValueError(f"{sweep}: no run has written {CURVE}; were they run with experiment=figure1?")
+    stop = targets.pop()
+    if target is not None and target < stop:
+        raise ValueError(f"--target {target}: below {stop}, where the runs of {sweep} stopped")
+    target = stop if target is None else target
+    for trial in trials:
+        trial.epochs_to_target = epochs_to(trial.train_error, target)
+    return trials, target
 
 
-def plot(result: dict, path: Path) -> None:
+def fastest(trials: list[Trial]) -> Trial | None:
+    """The trial that reached the target in the fewest epochs (on a tie, as where several are
+    below it after the first, the lowest error at that epoch), or, where none did, the one
+    with the lowest training error after the epochs they all trained (the longer on a tie);
+    None without curves."""
+    reached = [t for t in trials if t.epochs_to_target is not None]
+    if reached:
+        return min(reached, key=lambda t: (t.epochs_to_target, t.train_error[math.ceil(t.epochs_to_target) - 1]))
+    curves = [t for t in trials if t.train_error]
+    if not curves:
+        return None
+    common = min(len(t.train_error) for t in curves)
+    return min(curves, key=lambda t: (t.train_error[common - 1], -len(t.train_error)))
+
+
+def speedup(trials: list[Trial]) -> dict:
+    """Epochs to the target for tanh over those for ReLU, each at its fastest rate: ``ratio``.
+    Where no tanh run reached it, lower bounds: ``at_least_at_fastest``, the epochs tanh's
+    fastest rate trained without reaching it over ReLU's; ``at_least``, the same with the
+    fewest epochs any tanh run that did not diverge trained (the bound that holds even if a
+    rate stopped early would have overtaken it)."""
+    best = {a: fastest([t for t in trials if t.activation == a]) for a in ("relu", "tanh")}
+    relu, tanh = (best[a].epochs_to_target if best[a] else None for a in ("relu", "tanh"))
+    result = dict(relu_epochs=relu, tanh_epochs=tanh, ratio=None, at_least=None, at_least_at_fastest=None)
+    if relu is None or best["tanh"] is None:
+        return result
+    if tanh is not None:
+        result["ratio"] = tanh / relu
+        return result
+    trained = [len(t.train_error) for t in trials if t.activation == "tanh" and t.status != "diverged"]
+    result["at_least"] = min(trained) / relu if trained else None
+    result["at_least_at_fastest"] = len(best["tanh"].train_error) / relu
+    return result
+
+
+def grid_edges(trials: list[Trial]) -> list[str]:
+    """A warning for each activation whose fastest rate is the smallest or largest it tried:
+    the fastest may lie outside the grid."""
+    warnings = []
+    for activation in sorted({t.activation for t in trials}):
+        mine = [t for t in trials if t.activation == activation]
+        best, rates = fastest(mine), sorted({t.lr for t in mine})
+        if best is not None and best.lr in (rates[0], rates[-1]):
+            warnings.append(f"WARNING: {activation}'s fastest rate {best.lr:g} is at the edge of its "
+                            f"grid {', '.join(f'{r:g}' for r in rates)}: a rate outside it may be faster")
+    return warnings
+
+
+def ratio_text(result: dict) -> str:
+    if result["ratio"] is not None:
+        return f"ReLU {result['ratio']:.1f}x faster than tanh"
+    if result["at_least_at_fastest"] is not None:
+        return (f"ReLU at least {result['at_least_at_fastest']:.1f}x faster than tanh at tanh's fastest rate, "
+                f"which did not reach the target (at least {result['at_least']:.1f}x over every rate tried)")
+    return "no ratio: ReLU did not reach the target" if result["relu_epochs"] is None else "no ratio"
+
+
+def trial_row(trial: Trial, best: Trial | None) -> str:
+    reached = (f"{trial.epochs_to_target:.2f}" if trial.epochs_to_target is not None
+               else f"not in {len(trial.train_error)}" if trial.train_error else "—")
+    last = f"{100 * trial.train_error[-1]:.1f}" if trial.train_error else "—"
+    minutes = f"{trial.wall_time_s / 60:.1f}" if trial.wall_time_s else "—"
+    mark = " (fastest)" if trial is best else ""
+    return (f"| {trial.activation} | {trial.lr:g}{mark} | {trial.status} | {reached} | "
+            f"{len(trial.train_error)} | {last} | {minutes} | `{trial.folder.name}` |")
+
+
+def plot(trials: list[Trial], target: float, result: dict, path: Path) -> None:
+    """Training error against epochs: each activation's fastest rate in black (ReLU solid,
+    tanh dashed, as the paper's figure), its other rates in grey, the target as a line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, style in (("relu", "-"), ("tanh", "--")):
-        run = result["activations"][name]
-        epochs = range(len(run["train_error"]) + 1)
-        ax.plot(epochs, [1.0, *run["train_error"]], style, color="black",
-                label=f"{name} (lr {run['lr']})")
-    ax.axhline(result["target"], color="grey", linewidth=0.8)
-    ax.set(xlabel="Epochs", ylabel="Training error rate", ylim=(0, 0.8),
-           title=f"CIFAR-10, {result['train_images']} training images: {speedup_text(result)}")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for activation, style in (("relu", "-"), ("tanh", "--")):
+        mine = [t for t in trials if t.activation == activation and t.train_error]
+        best = fastest(mine)
+        for trial in mine:
+            chosen = trial is best
+            ax.plot(range(1, len(trial.train_error) + 1), trial.train_error, style, marker=".",
+                    color="black" if chosen else "0.75", linewidth=1.6 if chosen else 0.8,
+                    label=f"{activation}, lr {trial.lr:g}" + (" (fastest)" if chosen else ""), zorder=2 if chosen else 1)
+    ax.axhline(target, color="tab:red", linewidth=0.8)
+    ax.set(xlabel="Epochs", ylabel="Training error rate", ylim=(0, 1), title=f"CIFAR-10: {ratio_text(result)}")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def speedup_text(result: dict) -> str:
-    relu, tanh = (result["activations"][a]["epochs_to_target"] for a in ("relu", "tanh"))
-    if relu is None:
-        return f"ReLU did not reach {result['target']:.0%}"
-    if tanh is None:
-        return f"ReLU over {result['speedup_at_least']:.1f}x faster"
-    return f"ReLU {result['speedup']:.1f}x faster"
+def report(sweep: Path, out: Path, commands: list[str], target: float | None = None) -> dict:
+    """Write figure1.png, figure1.md and figure1.json for the sweep into ``out``, the speed-up
+    measured at ``target`` (read_trials); returns the summary (also in figure1.json)."""
+    trials, target = read_trials(sweep, target)
+    trials.sort(key=lambda t: (t.activation, t.lr))
+    result = speedup(trials)
+    warnings = grid_edges(trials)
+    best = {a: fastest([t for t in trials if t.activation == a]) for a in ("relu", "tanh")}
+    config = OmegaConf.load(trials[0].folder / ".hydra" / "config.yaml")
+    setting = {key: OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+               for key, value in ((key, OmegaConf.select(config, key)) for key in SETTING)}
+    cpu_s = sum(t.wall_time_s or 0 for t in trials)
+    summary = dict(result, target=target, text=ratio_text(result), warnings=warnings, setting=setting,
+                   commands=commands, run_time_s_summed=round(cpu_s, 1),
+                   fastest_lr={a: t.lr if t else None for a, t in best.items()},
+                   trials=[dict(activation=t.activation, lr=t.lr, status=t.status, train_error=t.train_error,
+                                epochs_to_target=t.epochs_to_target, folder=str(t.folder)) for t in trials])
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "figure1.json", summary)
+    plot(trials, target, result, out / "figure1.png")
+    lines = ["# Figure 1: ReLU against tanh on CIFAR-10", "",
+             f"**{ratio_text(result)}**: epochs to {target:.0%} training error at each activation's "
+             f"fastest rate, ReLU {fmt_epochs(result['relu_epochs'])}, tanh {fmt_epochs(result['tanh_epochs'])} "
+             "(the paper: about 6x).", "", *[f"**{w}**" for w in warnings], "",
+             f"Source: `{sweep}` ({len(trials)} runs), {cpu_s / 60:.1f} min of training summed over the runs  ",
+             *[f"Sweep: `{c}`  " for c in commands],
+             "Setting: " + "; ".join(f"{k} {v}" for k, v in setting.items()) + ".", "",
+             "Epochs to the target are interpolated between the training errors of the two epochs around "
+             "the crossing (1 where the first epoch is below it); each epoch's error is counted over the "
+             "updates as they were made.", "",
+             "| activation | lr | status | epochs to target | epochs trained | last train error % | "
+             "minutes | run |", "|---|---|---|---|---|---|---|---|",
+             *[trial_row(t, best[t.activation]) for t in trials]]
+    (out / "figure1.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return summary
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.figure1",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True,
-                        help="CIFAR-10 as an ImageFolder: DATA/train/<class>/*.jpg")
-    parser.add_argument("--out", type=Path, default=Path("figure1"),
-                        help="folder for figure1.png and figure1.json")
-    parser.add_argument("--train-images", type=int, default=50000,
-                        help="a class-balanced subset (CIFAR-10 has 50000)")
-    parser.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.02, 0.04, 0.08])
-    parser.add_argument("--pilot-epochs", type=int, default=2)
-    parser.add_argument("--max-epochs", type=int, default=60)
-    parser.add_argument("--target", type=float, default=0.25)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if not (args.data / "train").is_dir():
-        parser.error(f"--data {args.data}: expected a folder train/ with one sub-folder per class")
-
-    start = time.time()
-    x, y = load_train_set(args.data, args.train_images)
-    command = shlex.join(sys.argv[1:] if argv is None else argv)
-    result = dict(command=f"python -m alexnet_lit.figure1 {command}", train_images=len(x),
-                  target=args.target, batch_size=args.batch_size, lrs=args.lrs,
-                  pilot_epochs=args.pilot_epochs, max_epochs=args.max_epochs,
-                  torch_threads=torch.get_num_threads())
-    result["activations"] = {a: fit(a, x, y, args.lrs, args.pilot_epochs, args.max_epochs, args.target,
-                                    args.batch_size, args.seed) for a in ("relu", "tanh")}
-    relu, tanh = (result["activations"][a]["epochs_to_target"] for a in ("relu", "tanh"))
-    result["speedup"] = tanh / relu if relu and tanh else None
-    if relu and tanh is None:  # tanh never got there: a lower bound
-        result["speedup_at_least"] = len(result["activations"]["tanh"]["train_error"]) / relu
-    result["wall_time_s"] = round(time.time() - start, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "figure1.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.out / "figure1.png")
-    print(f"{speedup_text(result)}; wrote {args.out / 'figure1.png'} and {args.out / 'figure1.json'}")
-    return result
+def fmt_epochs(epochs: float | None) -> str:
+    return f"{epochs:.2f}" if epochs is not None else "not reached"
 
 
-if __name__ == "__main__":
-    main()
+# What the figure's runs were: the keys of their config the comparison with the paper turns on.
+SETTING = ("model.init", "data.normalize", "model.rnorm", "data.batch_size", "optim.momentum",
+           "optim.weight_decay", "data.augment", "data.pca_noise", "data.root")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``alexnet-figure1 SWEEP [--out DIR]``: the same as ``alexnet-report --figure1 SWEEP``."""
+    from alexnet_lit import report as report_command
+
+    report_command.main(["--figure1", *(sys.argv[1:] if argv is None else argv)])

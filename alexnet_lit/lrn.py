@@ -16,6 +16,7 @@ otherwise, and computes the paper's beta = 3/4 power with square roots.
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
 
 
 def _neighbours(channels: int, half: int):
@@ -105,3 +106,30 @@ class LRN(nn.Module):
     def extra_repr(self) -> str:
         convention = "alpha/n (Caffe, PyTorch)" if self.alpha_over_n else "paper"
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, {convention}"
+
+
+class MapNorm(nn.Module):
+    """Response normalisation within each map, cuda-convnet's ``rnorm`` layer (in its CIFAR-10
+    net of Figure 1, layers-18pct.cfg), where the paper's LRN (Section 3.3) sums across maps:
+
+        b = a / (1 + scale / size^2 * sum of a^2 over the size x size window around a) ** pow
+
+    the window centred on each position of the same map, clipped at the map's borders.
+    cuda-convnet divides the configured ``scale`` by size^2 (and the across-map ``cmrnorm``'s
+    by size), as here.
+    """
+
+    def __init__(self, size: int = 3, scale: float = 5e-5, pow: float = 0.75):
+        super().__init__()
+        if size < 1 or size % 2 == 0:
+            raise ValueError(f"rnorm size must be a positive odd number (a window centred on "
+                             f"each position), got size={size}")
+        self.size, self.scale, self.pow = size, scale, pow
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the window's mean of a^2 with the outside counted as 0: its sum over size^2
+        mean_square = F.avg_pool2d(x * x, self.size, 1, self.size // 2, count_include_pad=True)
+        return x * mean_square.mul_(self.scale).add_(1).pow_(-self.pow)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, scale={self.scale}, pow={self.pow} (cuda-convnet rnorm)"

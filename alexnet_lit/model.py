@@ -1,8 +1,9 @@
 """AlexNet (Krizhevsky, Sutskever, Hinton 2012, Section 3), built from a layer table.
 
 The table lives in ``conf/model/alexnet.yaml``: an ordered mapping from layer name to
-either a convolution row ``{out, kernel, stride, pad, split}`` or the word ``lrn`` or
-``maxpool``. A row set to ``null`` is removed; the next layer's input channels follow
+either a convolution row ``{out, kernel, stride, pad, split}`` or one of the words ``lrn``
+(across maps, Section 3.3), ``rnorm`` (within each map, cuda-convnet's CIFAR-10 nets of
+Figure 1), ``maxpool`` or ``avgpool``. A row set to ``null`` is removed; the next layer's input channels follow
 from what is left, so depth ablations are one line. ``split: true`` marks the layers
 that see only their own tower's maps (Section 3.2): they get ``groups=towers``. ``width``
 multiplies the kernels of the rows it names, relative to whatever table was composed
@@ -14,10 +15,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from alexnet_lit.lrn import LRN
+from alexnet_lit.lrn import LRN, MapNorm
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}  # Section 3.1
-INITS = ("paper", "caffe", "paper_gain", "kaiming")
+INITS = ("paper", "caffe", "paper_gain", "kaiming", "cuda_convnet")
+POOLS = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}
 # The paper network's fan-in (inputs per output unit) of each learned layer, for paper_gain.
 PAPER_FAN_IN = {"conv1": 3 * 11 * 11, "conv2": 48 * 5 * 5, "conv3": 256 * 3 * 3, "conv4": 192 * 3 * 3,
                 "conv5": 192 * 3 * 3, "fc6": 256 * 6 * 6, "fc7": 4096, "fc8": 4096}
@@ -31,7 +33,8 @@ class AlexNet(nn.Module):
 
     def __init__(self, features: dict, classifier: dict, num_classes: int = 1000,
                  input_size: int = 227, towers: int = 2, activation: str = "relu",
-                 lrn: dict | None = None, pool: dict | None = None, dropout: float = 0.5,
+                 lrn: dict | None = None, rnorm: dict | None = None, pool: dict | None = None,
+                 dropout: float = 0.5,
                  init: str = "paper", width: dict | None = None):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -41,7 +44,7 @@ class AlexNet(nn.Module):
         if towers not in (1, 2):
             raise ValueError(f"model.towers={towers}: the paper's net has 2 towers, its comparison net 1")
         act = ACTIVATIONS[activation]
-        pool = pool or {"kernel": 3, "stride": 2}
+        pool = {"kernel": 3, "stride": 2, "ceil_mode": False, **(pool or {})}
         width = width or {}
         unknown = sorted(set(width) - set(features))
         if unknown:
@@ -55,9 +58,16 @@ class AlexNet(nn.Module):
             if row == "lrn":
                 if lrn is not None:
                     layers[name] = LRN(**lrn)
-            elif row == "maxpool":
-                layers[name] = nn.MaxPool2d(pool["kernel"], pool["stride"])
-                size = (size - pool["kernel"]) // pool["stride"] + 1
+            elif row == "rnorm":
+                if rnorm is not None:
+                    layers[name] = MapNorm(**rnorm)
+            elif row in POOLS:
+                layers[name] = POOLS[row](pool["kernel"], pool["stride"], ceil_mode=pool["ceil_mode"])
+                rounding = math.ceil if pool["ceil_mode"] else math.floor
+                size = rounding((size - pool["kernel"]) / pool["stride"]) + 1
+            elif isinstance(row, str):
+                raise ValueError(f"model.features.{name}={row!r}: expected a convolution row or one of "
+                                 f"'lrn', 'rnorm', {', '.join(map(repr, POOLS))}")
             else:
                 groups = towers if row.get("split", False) else 1
                 out = round(row["out"] * width.get(name, 1))
@@ -100,8 +110,14 @@ class AlexNet(nn.Module):
           network's gain per layer instead of letting them fade.
         - ``kaiming``: He-normal weights (fan-in, gain for the activation), biases 0,
           fc8 ~ N(0, 0.01).
+        - ``cuda_convnet`` (Figure 1's net, cuda-convnet's layers-18pct.cfg ``initW``): weights
+          ~ N(0, 1e-4) in conv1 and N(0, 0.01) elsewhere, biases 0.
         """
         for name, layer in self.learned_layers():
+            if self.init == "cuda_convnet":
+                nn.init.normal_(layer.weight, 0.0, 1e-4 if name == "conv1" else 0.01)
+                nn.init.zeros_(layer.bias)
+                continue
             if self.init == "kaiming" and name != "fc8":
                 nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=self.activation)
                 nn.init.zeros_(layer.bias)

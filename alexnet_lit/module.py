@@ -129,4 +129,5 @@ class AlexNetModule(L.LightningModule):
         settings = dict(self.hparams.optim)
         schedule = settings.pop("scheduler")
         optimizer = build_optimizer(self.parameters(), **settings)
-        return dict(optimizer=optimizer, lr_scheduler=build_scheduler(optimizer, **schedule))
+        scheduler = build_scheduler(optimizer, **schedule)
+        return optimizer if scheduler is None else dict(optimizer=optimizer, lr_scheduler=scheduler)

@@ -45,10 +45,13 @@ def build_optimizer(params, rule: str, lr: float, momentum: float, weight_decay:
     raise ValueError(f"optim.rule={rule!r}: expected 'paper' or 'torch'")
 
 
-def build_scheduler(optimizer: Optimizer, name: str, factor: float, patience: int,
-                    milestones: list[int] | None, monitor: str) -> dict:
+def build_scheduler(optimizer: Optimizer, name: str, factor: float = 0.1, patience: int = 2,
+                    milestones: list[int] | None = None, monitor: str | None = None) -> dict | None:
     """``plateau``: divide lr by 1/factor when ``monitor`` stops improving (the paper's
-    rule); ``multistep``: at fixed epochs. Returns Lightning's scheduler dict."""
+    rule); ``multistep``: at fixed epochs; ``constant``: never (Figure 1's runs). Returns
+    Lightning's scheduler dict, None for ``constant``."""
+    if name == "constant":
+        return None
     if name == "plateau":
         scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=factor, patience=patience)
         return dict(scheduler=scheduler, monitor=monitor, interval="epoch", strict=True)
@@ -56,4 +59,4 @@ def build_scheduler(optimizer: Optimizer, name: str, factor: float, patience: in
         if not milestones:
             raise ValueError("optim.scheduler.milestones must list the epochs at which lr drops")
         return dict(scheduler=MultiStepLR(optimizer, list(milestones), gamma=factor), interval="epoch")
-    raise ValueError(f"optim.scheduler.name={name!r}: expected 'plateau' or 'multistep'")
+    raise ValueError(f"optim.scheduler.name={name!r}: expected 'plateau', 'multistep' or 'constant'")

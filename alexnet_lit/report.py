@@ -2,6 +2,7 @@
 
     python -m alexnet_lit.report SWEEP_DIR                      # the jobs' results.json, no network
     python -m alexnet_lit.report --wandb ENTITY/PROJECT --group G   # the same from the W&B API
+    python -m alexnet_lit.report --figure1 SWEEP_DIR            # Figure 1 (alexnet_lit.figure1)
 
 writes ``report.md`` and ``report.png`` (into SWEEP_DIR, or ``--out``): the setting of the runs
 (network size, init, inputs, epochs, views, classes), then per ablation our final validation
@@ -24,6 +25,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 from scipy import stats as scipy_stats
+
+from alexnet_lit import figure1
 
 PAPER_TABLE = Path(__file__).resolve().parent / "paper_table.csv"  # package data
 METRICS = {"val_top1": "val top-1", "val_top5": "val top-5", "train_top1": "train top-1"}
@@ -416,7 +419,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="folder for report.md and report.png "
                         "(default: SWEEP_DIR, or the working directory with --wandb)")
     parser.add_argument("--paper", type=Path, default=PAPER_TABLE, help="the paper's table (CSV)")
+    parser.add_argument("--figure1", action="store_true", help="SWEEP_DIR is an experiment=figure1 sweep: "
+                        "write figure1.png, .md and .json (ReLU against tanh, Section 3.1)")
+    parser.add_argument("--target", type=float, help="with --figure1: the training error the speed-up is "
+                        "measured at (default: the one the runs stopped at; not below it)")
     args = parser.parse_args(argv)
+    if args.figure1:
+        return figure1_report(parser, args)
     if (args.sweep_dir is None) == (args.wandb is None) or (args.wandb and not args.group):
         parser.error("give either SWEEP_DIR or --wandb ENTITY/PROJECT --group G")
     if args.sweep_dir is not None and not args.sweep_dir.is_dir():
@@ -439,6 +448,25 @@ def main(argv: list[str] | None = None) -> None:
     (out / "report.md").write_text(markdown(rows, runs, source, command, missing), encoding="utf-8")
     chart(rows, out / "report.png")
     print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
+
+
+def figure1_report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--figure1 SWEEP_DIR``: the figure, the speed-up and every rate tried, from the sweep's
+    folder (or any folder holding several sweeps of it, each resumed in place)."""
+    if args.sweep_dir is None or args.wandb:
+        parser.error("--figure1 needs SWEEP_DIR (and no --wandb)")
+    if not args.sweep_dir.is_dir():
+        parser.error(f"SWEEP_DIR {args.sweep_dir} is not a folder")
+    commands = [c for c in map(sweep_command, sorted({p.parent for p in args.sweep_dir.rglob("multirun.yaml")})) if c]
+    out = args.out or args.sweep_dir
+    try:
+        summary = figure1.report(args.sweep_dir, out, commands, args.target)
+    except ValueError as error:
+        sys.exit(f"report: {error}")
+    for warning in summary["warnings"]:
+        print(warning)
+    print(f"{summary['text']}; fastest rates {summary['fastest_lr']}; wrote {out / 'figure1.png'}, "
+          f"{out / 'figure1.md'} and {out / 'figure1.json'}")
 
 
 if __name__ == "__main__":

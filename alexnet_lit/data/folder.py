@@ -13,6 +13,7 @@ A prepared folder carries its own mean image and colour PCA; image files use the
 ImageNet constants.
 """
 import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -26,7 +27,14 @@ from alexnet_lit.data.imagenet import display_names, split_samples
 from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
 from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
-from alexnet_lit.faults import ignore_sigterm
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """Data loader workers' ``worker_init_fn``: SIGTERM is the training process's to handle
+    (alexnet_lit.preemption). SLURM sends it to every process of a job step (``scancel -s
+    TERM``, ``--signal``); a worker it killed would fail the run before its checkpoint. The training process still
+    shuts the workers down, and SLURM's SIGKILL ends any left after its KillWait."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class FolderDataModule(L.LightningDataModule):

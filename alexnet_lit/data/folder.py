@@ -1,7 +1,7 @@
 """A data set of class folders fed the paper's way (Section 4.1, PAPER.md "Data").
 
 ``root`` is either a folder of image files (``train/<class>/*`` and ``val/<class>/*``, or
-ILSVRC-2012's flat val folder, see alexnet_lit.data.imagenet), which the workers decode and
+ILSVRC-2012's flat val folder, see alexnet_lit.data.samples), which the workers decode and
 bring to image_size x image_size (shorter side, then the central square), or a folder written
 by ``python -m alexnet_lit.prepare``, whose images are already at that size. Either way the
 workers hand over uint8 (S, S, 3) images; crops, mirrors, PCA colour noise and centring run on
@@ -23,8 +23,9 @@ from torch.utils.data import DataLoader
 
 from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import ImageFiles, check_policy
-from alexnet_lit.data.imagenet import display_names, split_samples
+from alexnet_lit.data.ilsvrc import display_names
 from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
+from alexnet_lit.data.samples import split_samples
 from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
 
@@ -43,7 +44,7 @@ class FolderDataModule(L.LightningDataModule):
     ``on_error``: ``error`` stops at an undecodable file, naming it; ``skip`` leaves it out and
     lists it in ``skipped_images.txt`` in the run folder. After ``setup``, ``classes`` are the
     class folders' names and ``class_names`` their words where a synset-words file is in
-    ``root`` (alexnet_lit.data.imagenet.SYNSET_WORDS)."""
+    ``root`` (alexnet_lit.data.ilsvrc.SYNSET_WORDS)."""
 
     def __init__(self, root: str, num_classes: int, batch_size: int = 128, num_workers: int = 4,
                  image_size: int = 256, crop_size: int = 227, augment: bool = True,

@@ -72,11 +72,15 @@ class TrainSampler(Sampler[int]):
 
 class TrainLoader(DataLoader):
     """A DataLoader over a :class:`TrainSampler` that Lightning checkpoints: its fit loop
-    saves ``state_dict()`` and restores it with ``load_state_dict()`` on resume."""
+    saves ``state_dict()`` and restores it with ``load_state_dict()`` on resume. (Lightning's
+    ``overfit_batches`` swaps in a SequentialSampler, which keeps no position: conf/debug's
+    overfit run saves no checkpoints.)"""
 
     def __iter__(self):
+        keeps_position = isinstance(self.sampler, TrainSampler)
         for batch in super().__iter__():
-            self.sampler.taken += 1
+            if keeps_position:
+                self.sampler.taken += 1
             yield batch
 
     def state_dict(self) -> dict:

@@ -78,6 +78,8 @@ class AlexNetModule(L.LightningModule):
 
     # Logged once an epoch, not every step: a self.log call costs about a millisecond, as
     # much as a whole training step of experiment=tiny (benchmarks/train_throughput.py).
+    # Not LearningRateMonitor: it logs at the epoch's start under another name than ``lr``,
+    # which figures and reports read.
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self.epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # also in a resumed epoch
 

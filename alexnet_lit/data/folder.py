@@ -26,7 +26,7 @@ from alexnet_lit.data.decode import ImageFiles, check_policy
 from alexnet_lit.data.ilsvrc import display_names
 from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
 from alexnet_lit.data.samples import split_samples
-from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
+from alexnet_lit.data.sampling import TrainLoader, TrainSampler, eval_sampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
 
 
@@ -112,7 +112,7 @@ class FolderDataModule(L.LightningDataModule):
             sampler = TrainSampler(len(dataset), h.batch_size, rank, world,
                                    seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
             return TrainLoader(dataset, sampler=sampler, **settings)
-        return DataLoader(dataset, sampler=EvalSampler(len(dataset), rank, world), **settings)
+        return DataLoader(dataset, sampler=eval_sampler(dataset, rank, world), **settings)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -8,6 +8,7 @@ same order. Evaluation: every image exactly once across processes (no padding du
 """
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler
 
 
@@ -90,17 +91,10 @@ class TrainLoader(DataLoader):
         self.sampler.load_state_dict(state)
 
 
-class EvalSampler(Sampler[int]):
-    """Process ``rank`` takes images rank, rank + world_size, ...: every image once across
-    processes, so error counts summed over processes are those of a single process."""
-
-    def __init__(self, size: int, rank: int = 0, world_size: int = 1):
-        if size < world_size:
-            raise ValueError(f"{size} validation images cannot be shared by {world_size} processes")
-        self.indices = range(rank, size, world_size)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self):
-        return iter(self.indices)
+def eval_sampler(dataset, rank: int = 0, world_size: int = 1) -> UnrepeatedDistributedSampler:
+    """Process ``rank`` takes images rank, rank + world_size, ... (Lightning's
+    UnrepeatedDistributedSampler): every image once across processes, so error counts summed
+    over processes are those of a single process."""
+    if len(dataset) < world_size:
+        raise ValueError(f"{len(dataset)} validation images cannot be shared by {world_size} processes")
+    return UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)

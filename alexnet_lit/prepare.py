@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--storage", choices=STORAGE, default="raw",
                         help="raw: uint8 pixels, exact, S*S*3 bytes an image; jpeg: quality 95 in shard "
                              "files, 7x smaller on Imagenette, decoded on the GPU (README 'Data')")
+    parser.add_argument("--train-per-class", type=int, metavar="N",
+                        help="keep the first N training images of each class, by file name (a subset; "
+                             "the validation split stays whole)")
     return parser.parse_args(argv)
 
 
@@ -43,7 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         meta = prepare(args.source, args.out, layout=args.layout, image_size=args.image_size,
                        workers=args.workers, on_error=args.on_error, val_split=args.val_split,
-                       val_labels=args.val_labels, chunk_size=args.chunk_size, storage=args.storage)
+                       val_labels=args.val_labels, chunk_size=args.chunk_size, storage=args.storage,
+                       train_per_class=args.train_per_class)
     except (DecodeError, FileNotFoundError, ValueError) as err:
         sys.exit(f"prepare: {err}")
     counts = ", ".join(f"{name} {s['images']} images ({s['skipped']} skipped)"

@@ -42,7 +42,7 @@ class Run:
     train_top1: float | None
     source: str  # the job folder or W&B run
     wall_time_s: float | None = None
-    learning: str | None = None  # results.json's learning verdict: learns, exploded, at chance
+    learning: str | None = None  # results.json's learning verdict (results.learning_verdict)
     lrn: dict | None = None  # per LRN layer: the divisor's mean over k ** beta
     setting: dict | None = None  # what the run was (SETTING's keys)
 
@@ -222,7 +222,8 @@ def summarise(runs: list[Run], paper: dict[str, dict]) -> list[dict]:
         row["delta"] = {m: stats[name][m].minus(base[m]) if stats[name][m] and base.get(m) else None
                         for m in METRICS}
         rows.append(row)
-    learned = {row["ablation"]: set(row["learning"]) <= {"learns", "unknown"} for row in rows}
+    learned = {row["ablation"]: all(v.startswith("learns") or v == "unknown" for v in row["learning"])
+               for row in rows}
     for row in rows:
         row["comparable"] = learned[row["ablation"]] and learned.get("none", True)
     return rows
@@ -325,6 +326,19 @@ def setting_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
+def overfitting_line(runs: list[Run]) -> list[str]:
+    """Does ``none`` overfit? Its runs' gap between validation and training top-1 error:
+    regularisers can only show their worth where it is clearly above 0."""
+    gaps = [100 * (r.val_top1 - r.train_top1) for r in runs if r.ablation == "none" and r.status == "completed"
+            and r.val_top1 is not None and r.train_top1 is not None]
+    if not gaps:
+        return []
+    return [f"`none` overfits by {statistics.fmean(gaps):.1f} percentage points (validation minus training "
+            f"top-1 error, {min(gaps):.1f} to {max(gaps):.1f} over {len(gaps)} runs; the training error is "
+            "that of the last epoch's augmented batches with dropout on, so it overstates the error "
+            "on the training images themselves).", ""]
+
+
 def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None,
              missing: list[Path]) -> str:
     lines = [
@@ -332,15 +346,15 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
         f"Source: {source}  ", *([f"Sweep: `{command}`  "] if command else []),
         f"Training time: {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min, summed over the runs  ",
         f"Report: `python -m alexnet_lit.report {shlex.join(sys.argv[1:])}`", "",
-        *setting_lines(runs), "",
+        *setting_lines(runs), "", *overfitting_line(runs),
         "Final-epoch error in %, mean ± sd over the n completed runs (seeds). Δ is the change "
         "against `none` in percentage points with its 95% Welch t-interval in brackets (none "
         "without two runs on each side); with n = 2 or 3 a side such intervals are wide, as "
         "they must be. The paper's Δ is its change without the component (its row for `none`: "
         "the errors), `+` where it reports only the direction. *Verdict*, on the metric in "
         "brackets: *agrees* or *disagrees* where the interval excludes 0, *not resolved* where "
-        "it holds 0; no verdict where a run of the row or of `none` did not learn. *Learning*: "
-        "each run's verdict from results.json (exploded: a training loss above 3 ln(classes); at "
+        "it holds 0; no verdict where a run of the row or of `none` ended at chance. *Learning*: "
+        "each run's verdict from results.json (a loss spike: a training loss above 3 ln(classes); at "
         "chance: final val accuracy within 3 binomial sd of 1/classes). *LRN*: each LRN layer's "
         "mean divisor (k + α Σa²)^β at the last validation over k^β; 1.00 is a constant rescale.",
         "",

@@ -72,9 +72,10 @@ class LossWatch:
 
 
 def learning_verdict(classes: int, watch: dict, val_top1_err: float | None, val_images: int) -> dict:
-    """Whether a run learned: ``exploded`` where a training loss passed EXPLODED x ln(classes),
-    ``at chance`` where the last validation's top-1 accuracy is within CHANCE_Z binomial
-    standard deviations of 1/classes, both where both hold, else ``learns``."""
+    """Whether a run learned: ``at chance`` where the last validation's top-1 accuracy is
+    within CHANCE_Z binomial standard deviations of 1/classes (``exploded and at chance``
+    where a training loss also passed EXPLODED x ln(classes)), ``learns after a loss spike``
+    where the loss passed it and the run still learned, else ``learns``."""
     chance_loss, chance_acc = math.log(classes), 1 / classes
     verdict = dict(chance_loss=round(chance_loss, 4), first_train_loss=watch.get("first"),
                    max_train_loss=watch.get("largest"), max_train_loss_step=watch.get("step"))
@@ -83,8 +84,12 @@ def learning_verdict(classes: int, watch: dict, val_top1_err: float | None, val_
     if val_top1_err is not None and val_images:
         sd = math.sqrt(chance_acc * (1 - chance_acc) / val_images)
         at_chance = (1 - val_top1_err) - chance_acc < CHANCE_Z * sd
-    words = [w for w, flag in (("exploded", exploded), ("at chance", at_chance)) if flag]
-    verdict["verdict"] = " and ".join(words) if words else ("learns" if at_chance is False else "unknown")
+    if at_chance:
+        verdict["verdict"] = "exploded and at chance" if exploded else "at chance"
+    elif at_chance is False:
+        verdict["verdict"] = "learns after a loss spike" if exploded else "learns"
+    else:
+        verdict["verdict"] = "exploded" if exploded else "unknown"
     return verdict
 
 
@@ -114,25 +119,40 @@ class ResultsWriter(Callback):
         self.elapsed_before = 0.0  # wall time of earlier, resumed-from runs
         self.start = time.time()  # reset when fitting starts; set here for errors in setup
         self.loss_watch, self.val_images = LossWatch(), 0
+        self.metrics: dict[str, float] = {}  # the latest value of each logged metric
+        self.trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.trainer = trainer
+
+    def _capture(self, trainer: L.Trainer) -> None:
+        self.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
 
     def state_dict(self) -> dict:
+        if self.trainer is not None:  # a checkpoint holds the metrics as they are at its step
+            self._capture(self.trainer)
         return dict(best=self.best, elapsed=self.elapsed_before + time.time() - self.start,
-                    loss_watch=self.loss_watch.state_dict())
+                    loss_watch=self.loss_watch.state_dict(), metrics=self.metrics, val_images=self.val_images)
 
     def load_state_dict(self, state: dict) -> None:
+        """A resumed run starts with the metrics its checkpoint ended with: one that had
+        finished trains no further and logs nothing new, yet its results stand."""
         self.best, self.elapsed_before = state["best"], state["elapsed"]
         self.loss_watch.load_state_dict(state.get("loss_watch", {}))
+        self.metrics, self.val_images = state.get("metrics", {}), state.get("val_images", 0)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
         self.loss_watch.update(outputs["loss"], trainer.global_step - 1)  # the step just taken
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.val_images = 0
+        if not trainer.sanity_checking:
+            self.val_images = 0
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.val_images += len(batch[1]) * trainer.world_size  # each process holds 1/N of them
+        if not trainer.sanity_checking:
+            self.val_images += len(batch[1]) * trainer.world_size  # each process holds 1/N of them
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.time()
@@ -159,7 +179,8 @@ class ResultsWriter(Callback):
     def _write(self, trainer: L.Trainer, status: str, **extra) -> None:
         if not trainer.is_global_zero:
             return
-        m = trainer.callback_metrics
+        self._capture(trainer)
+        m = self.metrics
         net = trainer.lightning_module.net
         write_json(self.path, dict(
             self.meta, **self.best, **extra, status=status,

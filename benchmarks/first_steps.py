@@ -9,7 +9,6 @@ printing at every step the loss, and per layer the std and mean of the pre-activ
 entering each ReLU and the relative size of the step, lr |grad| / |w|. Writes JSON.
 """
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from timing import machine
+from timing import machine, save
 from train_throughput import compose_run
 
 from alexnet_lit.build import build_datamodule, build_module
@@ -70,8 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = dict(machine=machine(torch.device("cpu")), overrides=args.overrides,
                   init=cfg.model.init, lr=lr, batch_size=cfg.data.batch_size, steps=steps)
     out = args.out or Path(__file__).parent / "results" / "first_steps.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save(result, out, echo=False)
     print(f"wrote {out}")
     return result
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from timing import machine
+from timing import machine, save
 
 from alexnet_lit.build import CONFIG_DIR
 
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     for i, (name, overrides) in enumerate(arms.items()):
         report["arms"][name] = train([*common, *shlex.split(overrides)], runs / str(i))
         print_arm(name, report["arms"][name])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        save(report, out, echo=False)
     print(f"\nwrote {out}")
     return report
 

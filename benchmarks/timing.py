@@ -54,10 +54,13 @@ def machine(device: torch.device) -> dict:
     return info
 
 
-def save(result: dict, path: Path) -> None:
-    """Print ``result`` and write it to ``path`` as JSON."""
+def save(result: dict, path: Path, echo: bool = True) -> None:
+    """Write ``result`` to ``path`` as JSON; print it too where ``echo`` (scripts that print
+    their own summary as they go pass False)."""
     text = json.dumps(result, indent=2)
-    print(text)
+    if echo:
+        print(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
-    print(f"wrote {path}")
+    if echo:
+        print(f"wrote {path}")

@@ -137,6 +137,21 @@ def test_skip_policy_leaves_bad_files_out_and_lists_them(tmp_path):
     assert np.load(out / "train" / "labels.npy")[6] == -1  # a_class/zz_truncated.JPEG's row
 
 
+def test_a_training_subset_keeps_the_first_images_of_each_class_and_the_whole_val(tmp_path):
+    source, out = odd_folder(tmp_path / "src"), tmp_path / "out"
+    meta = main([str(source), str(out), "--image-size", str(SIZE), "--workers", "1", "--train-per-class", "2"])
+    assert meta["splits"]["train"]["images"] == 4 and meta["splits"]["val"]["images"] == 4
+    files = (out / "train" / "files.txt").read_text().split()
+    assert files == ["train/a_class/0.JPEG", "train/a_class/1.JPEG", "train/b_class/0.JPEG", "train/b_class/1.JPEG"]
+    images, expected = rows_and_references(out, source, "train")
+    np.testing.assert_array_equal(images, expected)
+    np.testing.assert_allclose(PixelStats.load(out / "stats.npz").mean_image, expected.mean(axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="another .*train_per_class than asked for"):
+        prepare(source, out, image_size=SIZE, workers=1, progress=False, train_per_class=3)
+    with pytest.raises(ValueError, match="train_per_class=0"):
+        prepare(source, tmp_path / "zero", image_size=SIZE, progress=False, train_per_class=0)
+
+
 def test_cli_reports_errors_naming_what_was_expected(tmp_path):
     with pytest.raises(SystemExit, match=f"prepare: {tmp_path / 'missing'} does not exist"):
         main([str(tmp_path / "missing"), str(tmp_path / "out")])

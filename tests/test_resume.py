@@ -3,6 +3,7 @@ the weights, momentum, lr schedule and metrics.csv of an uninterrupted run (CPU,
 deterministic mode)."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -81,7 +82,7 @@ def uninterrupted(tmp_path_factory, cache_dir) -> dict:
     assert proc.wait(timeout=300) == 0, output(run_dir)
     logged = read_metrics(run_dir)
     assert len(logged) == 2 * (STEPS_PER_EPOCH + 2)  # a row a step, val and train-epoch rows
-    return dict(state=last(run_dir), rows=logged)
+    return dict(state=last(run_dir), rows=logged, dir=run_dir)
 
 
 @pytest.mark.slow
@@ -121,6 +122,22 @@ def test_sigterm_checkpoints_exits_cleanly_and_a_rerun_continues(tmp_path, cache
     finish(run, cache_dir)
     assert_same_run(run, uninterrupted)
     assert json.loads((run / "results.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_run_keeps_its_results(tmp_path, cache_dir, uninterrupted):
+    """A sweep run again into its folder resumes its unfinished jobs and re-enters the
+    finished ones: those train no further, and their results.json must stay as it was."""
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted["dir"], run)
+    before = json.loads((run / "results.json").read_text())
+    finish(run, cache_dir)
+    after = json.loads((run / "results.json").read_text())
+    for key in ("status", "val_top1_err", "val_top5_err", "train_top1_err", "best_val_top1_err", "learning",
+                "lrn", "dead_units", "steps", "epochs"):
+        assert after[key] == before[key], key
+    assert before["val_top1_err"] is not None and before["learning"]["verdict"] != "unknown"
+    assert read_metrics(run) == uninterrupted["rows"]
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import zlib
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,11 +189,27 @@ def _finish(out: Path, plan: dict) -> dict:
     return meta
 
 
+def first_per_class(samples: Samples, n: int) -> Samples:
+    """The first ``n`` samples of each class, in the listing's order."""
+    if n < 1:
+        raise ValueError(f"train_per_class={n}: expected a positive number of images")
+    taken = Counter()
+    kept = []
+    for path, label in samples:
+        taken[label] += 1
+        if taken[label] <= n:
+            kept.append((path, label))
+    return kept
+
+
 def prepare(source, out, layout: str = "folder", image_size: int = 256, workers: int | None = None,
             on_error: str = "error", val_split: str = "val", val_labels: str | None = None,
-            chunk_size: int = 1000, progress: bool = True, storage: str = "raw") -> dict:
+            chunk_size: int = 1000, progress: bool = True, storage: str = "raw",
+            train_per_class: int | None = None) -> dict:
     """Prepare ``source`` (train/ and val_split/, see alexnet_lit.data.samples) into ``out``,
-    stored ``raw`` or as ``jpeg``; resumes a run that stopped, returns prepared.json's contents."""
+    stored ``raw`` or as ``jpeg``; resumes a run that stopped, returns prepared.json's contents.
+    ``train_per_class``: keep only the first N training images of each class (by file name),
+    a smaller training set beside the whole validation set."""
     check_policy(on_error)
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}: expected one of {list(LAYOUTS)}")
@@ -200,11 +217,15 @@ def prepare(source, out, layout: str = "folder", image_size: int = 256, workers:
         raise ValueError(f"storage={storage!r}: expected one of {list(STORAGE)}")
     source, out = Path(source).expanduser().resolve(), Path(out).expanduser()
     classes, train = split_samples(source, "train", synsets=layout == "imagenet")
+    if train_per_class is not None:
+        train = first_per_class(train, train_per_class)
     _, val = split_samples(source, val_split, layout == "imagenet", classes, val_labels)
     splits = {"train": train, "val": val}
     plan = dict(format=FORMAT, source=str(source), layout=layout, image_size=image_size,
                 storage=storage, chunk_size=chunk_size, classes=classes,
                 splits={name: dict(images=len(s), digest=_digest(s, source)) for name, s in splits.items()})
+    if train_per_class is not None:
+        plan["train_per_class"] = train_per_class
     out.mkdir(parents=True, exist_ok=True)
     _start(out, plan, splits, source)
     if is_prepared(out):

@@ -40,6 +40,11 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(nets)
         self.input_size = nets[0].input_size
 
+    @property
+    def classifier(self) -> nn.Module:
+        """The first member's classifier: fc8's class count, the same for every member."""
+        return self.members[0].classifier
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_p = torch.stack([F.log_softmax(net(x), dim=1) for net in self.members])
         return log_p.logsumexp(0) - math.log(len(self.members))

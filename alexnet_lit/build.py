@@ -1,19 +1,40 @@
-"""A run's parts from a composed config, in one place: ``train``, ``evaluate``, ``predict``,
-``summary`` and ``figures`` all build the LightningModule and the data module here."""
+"""A run's parts from a composed config, in one place: the network (conf/model), the
+LightningModule, the data module (conf/data), the loggers (conf/logger), the callbacks
+(conf/callbacks, plus the results file and the W&B media) and the Trainer (conf/trainer).
+``train``, ``evaluate``, ``predict``, ``summary``, ``figures``, the benchmarks and the tests all
+build them here."""
+from dataclasses import dataclass
 from pathlib import Path
 
+import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet_lit.data.sampling import local_batch_size
 from alexnet_lit.module import AlexNetModule
-from alexnet_lit.weights import load_weights
+from alexnet_lit.results import ResultsWriter, git_commit
+from alexnet_lit.tracking import media_callbacks
+from alexnet_lit.weights import load_weights, network_weights
 
 # conf/ beside the package in a checkout, alexnet_lit/conf/ in an installed package
 CONFIG_DIR = next(str(d) for d in (Path(__file__).resolve().parent.parent / "conf",
                                    Path(__file__).resolve().parent / "conf")
                   if (d / "train.yaml").is_file())
 PAPER_BATCH = 128  # Section 5
+
+# For conf/hydra/launcher/slurm.yaml: a SLURM task asks for what the run uses.
+OmegaConf.register_new_resolver("gpus_unless_cpu",
+                                lambda accelerator, devices: None if accelerator == "cpu" else devices)
+OmegaConf.register_new_resolver("add", lambda a, b: a + b)
+
+
+def command(config_name: str):
+    """A command's entry point: ``main = command("evaluate")(evaluate)`` composes
+    conf/<config_name>.yaml with the command line and calls ``evaluate(cfg)``."""
+    return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
 
 
 def optim_settings(cfg: DictConfig) -> dict:
@@ -34,8 +55,8 @@ def build_module(cfg: DictConfig) -> AlexNetModule:
     """The module of ``cfg``: its network (conf/model), optimiser (conf/optim), evaluation
     views (``data.val_views``) and speed settings; with ``init_from`` set, the network's
     weights then come from that file (alexnet_lit.weights)."""
-    module = AlexNetModule(model=OmegaConf.to_container(cfg.model, resolve=True),
-                           optim=optim_settings(cfg),
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    module = AlexNetModule(net=instantiate(model), model=model, optim=optim_settings(cfg),
                            val_views=list(cfg.data.get("val_views", ["center"])),
                            channels_last=cfg.speed.channels_last, compile=cfg.speed.compile)
     if cfg.get("init_from"):
@@ -43,7 +64,63 @@ def build_module(cfg: DictConfig) -> AlexNetModule:
     return module
 
 
+def load_module(contents: dict, val_views: list[str] | None = None) -> AlexNetModule:
+    """The module of a checkpoint of ours (its ``torch.load``-ed ``contents``): the network
+    rebuilt from the config saved in it, with its weights; ``val_views`` replaces the saved
+    ones."""
+    saved = dict(contents["hyper_parameters"])
+    if val_views is not None:
+        saved["val_views"] = list(val_views)
+    module = AlexNetModule(net=instantiate(saved["model"]), **saved)
+    module.net.load_state_dict(network_weights(contents))
+    return module
+
+
 def build_datamodule(data: DictConfig | dict) -> L.LightningDataModule:
     """The data module of a ``data`` config (plain containers inside, so that checkpoints
     load with ``weights_only``)."""
     return instantiate(data, _convert_="all")
+
+
+def ablation_names() -> list[str]:
+    """The ablation files this run composed (``+ablation=a`` or ``+ablation=[a,b]``)."""
+    if not HydraConfig.initialized():
+        return ["none"]
+    hydra_cfg = HydraConfig.get()
+    choice = hydra_cfg.runtime.choices.get("ablation")  # set for a single file
+    for override in OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)):
+        if override.key_or_group == "ablation":  # a list of files shows up only here
+            choice = override.value()
+    if not choice:
+        return ["none"]
+    return [choice] if isinstance(choice, str) else list(choice)
+
+
+@dataclass
+class Run:
+    """Everything one training run is made of; ``meta`` goes into results.json and W&B."""
+    module: AlexNetModule
+    datamodule: L.LightningDataModule
+    trainer: L.Trainer
+    loggers: list
+    meta: dict
+
+
+def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> Run:
+    """The run of ``cfg``: its module, data module, loggers and Trainer with conf/callbacks,
+    the results file (alexnet_lit.results) and, with ``logger=wandb``, the W&B media.
+    ``callbacks`` are added to those; ``trainer_settings`` override conf/trainer."""
+    out = Path(cfg.paths.output_dir)
+    datamodule, module = build_datamodule(cfg.data), build_module(cfg)
+    meta = dict(ablation=ablation_names(), seed=cfg.seed, init=cfg.model.init,
+                params=module.num_params, git_commit=git_commit(), run_dir=str(out))
+    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
+    callbacks = [*(instantiate(c) for c in (cfg.get("callbacks") or {}).values()),
+                 ResultsWriter(out / "results.json", meta),
+                 *media_callbacks(loggers),  # logger=wandb: sample grid at the start, conv1 at the end
+                 *callbacks]
+    trainer: L.Trainer = instantiate(cfg.trainer, **{"callbacks": callbacks, "logger": loggers or False,
+                                                      **trainer_settings})
+    local_batch_size(cfg.data.batch_size, trainer.world_size)  # fail before any process starts
+    return Run(module, datamodule, trainer, loggers, meta)
+

@@ -13,7 +13,6 @@ processes and sums the counts exactly, giving one process's numbers.
 import math
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -23,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.nn import functional as F
 
-from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_module
+from alexnet_lit.build import build_datamodule, build_module, command, load_module
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.results import write_json
 from alexnet_lit.tracking import command_tracker
-from alexnet_lit.weights import fit_weights, network_weights, read_file
+from alexnet_lit.weights import fit_weights, read_file
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"  # a training run's config, beside its checkpoints/
 
@@ -41,6 +40,11 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(nets)
         self.input_size = nets[0].input_size
 
+    @property
+    def classifier(self) -> nn.Module:
+        """The first member's classifier: fc8's class count, the same for every member."""
+        return self.members[0].classifier
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_p = torch.stack([F.log_softmax(net(x), dim=1) for net in self.members])
         return log_p.logsumexp(0) - math.log(len(self.members))
@@ -50,14 +54,10 @@ def load_member(path: str, cfg: DictConfig) -> AlexNetModule:
     """A network to evaluate on ``cfg.data.val_views``: one of our checkpoints, built from the
     network config inside it, or a plain state dict loaded into ``cfg.model``'s network."""
     contents = read_file(path)
-    views = list(cfg.data.val_views)
-    if "hyper_parameters" not in contents:
-        module = build_module(cfg)
-        fit_weights(module.net, contents, path, strict=True)
-        return module
-    saved = contents["hyper_parameters"]
-    module = AlexNetModule(model=saved["model"], optim=saved["optim"], val_views=views)
-    module.net.load_state_dict(network_weights(contents))
+    if "hyper_parameters" in contents:
+        return load_module(contents, val_views=list(cfg.data.val_views))
+    module = build_module(cfg)
+    fit_weights(module.net, contents, path, strict=True)
     return module
 
 
@@ -68,9 +68,8 @@ def ensemble_of(members: list[AlexNetModule]) -> AlexNetModule:
     if len(sizes) > 1:
         raise ValueError(f"ckpt: an ensemble needs one input size and class count, the members "
                          f"have (input size, classes) {sorted(sizes)}")
-    module = AlexNetModule(model=first.model, optim=first.optim, val_views=first.val_views)
-    module.net = Ensemble([m.net for m in members])
-    return module
+    return AlexNetModule(net=Ensemble([m.net for m in members]), model=first.model, optim=first.optim,
+                         val_views=first.val_views)
 
 
 def run_folder(ckpt: str) -> Path | None:
@@ -97,6 +96,16 @@ def data_config(cfg: DictConfig, ckpt: str) -> dict:
     data = OmegaConf.to_container(data, resolve=True)
     data["val_views"] = list(cfg.data.val_views)
     return data
+
+
+def trained_network(cfg: DictConfig, stage: str) -> tuple[AlexNetModule, L.LightningDataModule]:
+    """``cfg.ckpt``'s network in evaluation mode and its data (:func:`data_config`), set up
+    for ``stage``: what ``predict`` and ``figures`` look at."""
+    module = load_member(str(cfg.ckpt), cfg).eval()
+    datamodule = build_datamodule(data_config(cfg, str(cfg.ckpt)))
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    return module, datamodule
 
 
 def scores(metrics: dict, views: list[str]) -> dict[str, dict[str, float]]:
@@ -152,7 +161,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@command("evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

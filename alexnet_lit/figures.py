@@ -14,18 +14,16 @@ writes into its run folder
 """
 import csv
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 
-import hydra
 import torch
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from alexnet_lit.build import CONFIG_DIR, build_datamodule
-from alexnet_lit.evaluate import data_config, load_member, run_folder
+from alexnet_lit.build import command
+from alexnet_lit.evaluate import run_folder, trained_network
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.pictures import colour_specificity, conv1_towers, image_grid
 from alexnet_lit.tracking import command_tracker
@@ -147,10 +145,7 @@ def curves(metrics_csv: Path, out: Path, dpi: int) -> None:
 def figures(cfg: DictConfig) -> dict:
     """Every figure of ``cfg.ckpt``; returns {figure3, figure4} as written to their JSON files."""
     out = Path(cfg.paths.output_dir)
-    module = load_member(str(cfg.ckpt), cfg).eval()
-    datamodule = build_datamodule(data_config(cfg, str(cfg.ckpt)))
-    datamodule.prepare_data()
-    datamodule.setup("validate")
+    module, datamodule = trained_network(cfg, "validate")
     written = dict(figure3=figure3(module, out, cfg.dpi), figure4=figure4(module, datamodule, cfg, out))
     for name, data in written.items():
         (out / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
@@ -170,7 +165,7 @@ def figures(cfg: DictConfig) -> dict:
     return written
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="figures")
+@command("figures")
 def main(cfg: DictConfig) -> None:
     figures(cfg)
 

@@ -2,7 +2,6 @@
 top-1 / top-5 error (Section 6) on train and validation."""
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric, MetricCollection
@@ -29,7 +28,9 @@ def error_metrics(num_classes: int, prefix: str) -> MetricCollection:
 
 
 class AlexNetModule(L.LightningModule):
-    """``model``: the network's config (with ``_target_``); ``optim``: conf/optim.
+    """``net``: the network, ready (alexnet_lit.build makes it from conf/model); ``optim``:
+    conf/optim; ``model``: the network's config, kept in checkpoints so that
+    alexnet_lit.build.load_module rebuilds the network.
 
     ``val_views`` names the evaluation views (``center``, ``tencrop``); the first logs as
     ``val/...``, the others as ``val_<name>/...``. A validation batch of shape
@@ -39,11 +40,11 @@ class AlexNetModule(L.LightningModule):
     ``channels_last`` and ``compile`` (conf/speed) change how fast, not what, it computes.
     """
 
-    def __init__(self, model: dict, optim: dict, val_views: list[str] = ("center",),
-                 channels_last: bool = False, compile: bool = False):
+    def __init__(self, net: nn.Module, optim: dict, val_views: list[str] = ("center",),
+                 channels_last: bool = False, compile: bool = False, model: dict | None = None):
         super().__init__()
-        self.save_hyperparameters(logger=False)  # train.py logs the whole resolved config
-        self.net: nn.Module = instantiate(model)
+        self.save_hyperparameters(ignore=["net"], logger=False)  # train.py logs the whole resolved config
+        self.net = net
         num_classes = self.net.classifier.fc8.out_features
         size = self.net.input_size  # one crop: the run's model summary shows shapes and FLOPs
         self.example_input_array = torch.zeros(1, 3, size, size)
@@ -77,6 +78,8 @@ class AlexNetModule(L.LightningModule):
 
     # Logged once an epoch, not every step: a self.log call costs about a millisecond, as
     # much as a whole training step of experiment=tiny (benchmarks/train_throughput.py).
+    # Not LearningRateMonitor: it logs at the epoch's start under another name than ``lr``,
+    # which figures and reports read.
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self.epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # also in a resumed epoch
 
@@ -104,26 +107,6 @@ class AlexNetModule(L.LightningModule):
             mean_loss.update(loss, weight=len(labels))
             self.log(f"{metrics.prefix}loss", mean_loss)
             self.log_dict(metrics)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """The counts behind this epoch's training error so far, summed over the processes
-        (every process saves; they sync here): a run resumed mid-epoch reports the whole
-        epoch's error, as an uninterrupted one does."""
-        checkpoint["train_error_counts"] = {}
-        for name, metric in self.train_metrics.items(keep_base=True):
-            with metric.sync_context():
-                checkpoint["train_error_counts"][name] = {
-                    k: v.detach().cpu().clone() for k, v in metric.metric_state.items()}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Process 0 takes the saved counts, the others start from zero: summed, they are the
-        counts saved."""
-        if self.global_rank != 0:
-            return
-        for name, state in checkpoint.get("train_error_counts", {}).items():
-            metric = self.train_metrics[name]
-            for k, v in state.items():
-                setattr(metric, k, v.to(getattr(metric, k).device))
 
     def configure_optimizers(self):
         settings = dict(self.hparams.optim)

@@ -11,14 +11,13 @@ import csv
 import glob
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from alexnet_lit.build import CONFIG_DIR, build_datamodule
+from alexnet_lit.build import command
 from alexnet_lit.data.decode import prepare_image
-from alexnet_lit.evaluate import data_config, load_member
+from alexnet_lit.evaluate import trained_network
 
 
 def image_files(pattern: str) -> list[str]:
@@ -47,10 +46,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     """Top-k rows {file, rank, class_index, class_name, probability}, also in predictions.csv."""
     if cfg.view not in ("center", "tencrop"):
         raise ValueError(f"view={cfg.view!r}: expected 'center' or 'tencrop'")
-    module = load_member(str(cfg.ckpt), cfg).eval()
-    datamodule = build_datamodule(data_config(cfg, str(cfg.ckpt)))
-    datamodule.prepare_data()
-    datamodule.setup("predict")
+    module, datamodule = trained_network(cfg, "predict")
     files, size, names = image_files(str(cfg.files)), datamodule.hparams.image_size, datamodule.class_names
     k = min(cfg.topk, len(names))
     rows = []
@@ -71,7 +67,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     return rows
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@command("predict")
 def main(cfg: DictConfig) -> None:
     predict(cfg)
 

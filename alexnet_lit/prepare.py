@@ -12,8 +12,9 @@ import sys
 import time
 
 from alexnet_lit.data.decode import ON_ERROR, DecodeError
-from alexnet_lit.data.imagenet import GROUND_TRUTH_FORMS
-from alexnet_lit.data.prepared import LAYOUTS, SKIPPED, STORAGE, prepare
+from alexnet_lit.data.ilsvrc import GROUND_TRUTH_FORMS
+from alexnet_lit.data.preparation import prepare
+from alexnet_lit.data.prepared import LAYOUTS, SKIPPED, STORAGE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,6 +1,5 @@
 """What a run leaves besides checkpoints: ``results.json``, the file reports and sweeps are
 built from, and ``csv/metrics.csv``, kept whole across resumed attempts."""
-import csv
 import json
 import math
 import os
@@ -11,13 +10,11 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from alexnet_lit.lrn import LRN
+from alexnet_lit.private_api import AppendingCSVLogger
 
 
 def git_commit() -> str | None:
@@ -161,11 +158,6 @@ class ResultsWriter(Callback):
         self.start = time.time()
         self._write(trainer, "running")
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for logger in trainer.loggers:  # the state is restored by now: its step is known
-            if isinstance(logger, ResumableCSVLogger):
-                logger.forget_from(trainer.global_step)
-
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -179,7 +171,7 @@ class ResultsWriter(Callback):
         self._write(trainer, "completed")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):  # checkpointed by faults.LastCheckpoint
+        if isinstance(exception, SIGTERMException):  # checkpointed by alexnet_lit.preemption
             self._write(trainer, "interrupted")
         else:
             self._write(trainer, "failed", error=f"{type(exception).__name__}: {exception}")
@@ -201,53 +193,10 @@ class ResultsWriter(Callback):
             wall_time_s=round(self.elapsed_before + time.time() - self.start, 3)))
 
 
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's writer deletes an existing metrics.csv, and rewrites it in place when a new
-    column appears; this one appends to it, and rewrites it through a partial file."""
-
-    def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                self.metrics_keys = next(csv.reader(f), [])
-
-    def _rows(self) -> list[dict]:
-        """The complete rows: a process killed while appending leaves part of one at the end."""
-        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-            text = f.read()
-        return list(csv.DictReader(text[:text.rfind("\n") + 1].splitlines()))
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        partial = f"{self.metrics_file_path}.partial"
-        with self._fs.open(partial, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
-            writer.writeheader()
-            writer.writerows(rows)
-        self._fs.mv(partial, self.metrics_file_path)
-
-    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
-        self._rewrite(self._rows())
-
-    def forget_from(self, step: int) -> None:
-        """Drop the rows of ``step`` and later, written by an attempt that went beyond the
-        checkpoint the run resumes from: it logs those steps again."""
-        self.metrics = [m for m in self.metrics if m["step"] < step]
-        if self._fs.isfile(self.metrics_file_path):
-            kept = [row for row in self._rows() if int(row["step"]) < step]
-            self._rewrite(kept)
-
-
-class ResumableCSVLogger(CSVLogger):
+class ResumableCSVLogger(AppendingCSVLogger):
     """``csv/metrics.csv``: a run resumed into its folder (``ckpt_path=last``) adds its rows to
     those of the attempts before it instead of deleting them, less any rows of the steps it
     replays; the file then reads as one uninterrupted run's."""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
 
     @rank_zero_only
     def forget_from(self, step: int) -> None:

@@ -7,13 +7,12 @@ is an erratum for conv1's 55x55x96 = 290,400 (PAPER.md).
 """
 from dataclasses import dataclass
 
-import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from alexnet_lit.build import CONFIG_DIR
+from alexnet_lit.build import command
 from alexnet_lit.lrn import LRN
 from alexnet_lit.model import AlexNet
 
@@ -81,7 +80,7 @@ def format_table(rows: list[Layer]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="summary")
+@command("summary")
 def main(cfg: DictConfig) -> list[Layer]:
     net = instantiate(cfg.model)
     rows = layer_table(net)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit.faults import last_checkpoint_path
 from alexnet_lit.pictures import conv1_towers, image_grid
+from alexnet_lit.private_api import forget_wandb_run, wandb_init_settings, wandb_run_if_started
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.wandb.ai"
@@ -87,12 +88,13 @@ class WandbTracker(WandbLogger):
 
     def describe(self, ablation: list[str]) -> None:
         """Name the run after its ablations; call before the run starts."""
-        self._wandb_init["job_type"] = self._wandb_init["job_type"] or "+".join(ablation)
-        self._wandb_init["tags"] = [*ablation, *self._wandb_init["tags"]]
+        settings = wandb_init_settings(self)
+        settings["job_type"] = settings["job_type"] or "+".join(ablation)
+        settings["tags"] = [*ablation, *settings["tags"]]
 
     @property
     def experiment(self):
-        if self._experiment is None and rank_zero_only.rank == 0:
+        if wandb_run_if_started(self) is None and rank_zero_only.rank == 0:
             self._start_run()
         return super().experiment
 
@@ -104,17 +106,18 @@ class WandbTracker(WandbLogger):
         if automatic:
             reason = offline_reason(os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL))
             mode = "offline" if reason else "online"
-        self._wandb_init["mode"] = mode
+        settings = wandb_init_settings(self)
+        settings["mode"] = mode
         id_file = Path(self.save_dir or ".") / RUN_ID
         if id_file.is_file():  # an attempt of this job ran before: continue its W&B run
-            self._wandb_init.update(id=id_file.read_text().strip(), resume="allow")
+            settings.update(id=id_file.read_text().strip(), resume="allow")
         try:
             run = super().experiment
         except wandb.errors.Error as error:
             if not automatic or mode != "online":
                 raise
             reason = f"wandb.init failed: {str(error).splitlines()[0]}"
-            self._wandb_init["mode"] = "offline"
+            settings["mode"] = "offline"
             run = super().experiment
         id_file.parent.mkdir(parents=True, exist_ok=True)
         id_file.write_text(run.id)
@@ -129,7 +132,7 @@ class WandbTracker(WandbLogger):
         resumed run continues from, is added as a version of it with the alias ``last``."""
         super().finalize(status)
         last = self.last_checkpoint
-        if (status != "success" or not self.log_checkpoints or self._experiment is None
+        if (status != "success" or not self.log_checkpoints or wandb_run_if_started(self) is None
                 or last is None or not last.is_file()):
             return
         import wandb
@@ -141,9 +144,10 @@ class WandbTracker(WandbLogger):
 
     def finish(self, exit_code: int) -> None:
         """End this run (exit code 1 marks it failed), so the next job opens its own."""
-        if self._experiment is not None:
-            self._experiment.finish(exit_code=exit_code)
-            self._experiment = None
+        run = wandb_run_if_started(self)
+        if run is not None:
+            run.finish(exit_code=exit_code)
+            forget_wandb_run(self)
 
 
 @contextmanager

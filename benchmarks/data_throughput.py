@@ -36,7 +36,8 @@ from timing import interleaved, machine, median, save
 
 from alexnet_lit.data.colour import IMAGENET_MEAN, IMAGENET_STD
 from alexnet_lit.data.folder import FolderDataModule
-from alexnet_lit.data.prepared import PreparedImages, prepare
+from alexnet_lit.data.preparation import prepare
+from alexnet_lit.data.prepared import PreparedImages
 
 ASPECTS = (4 / 3, 3 / 2, 1.0, 3 / 4, 2 / 3, 5 / 4)
 

@@ -59,10 +59,9 @@ import train_throughput  # noqa: E402
 from conftest import read_metrics, sigterm_in_validation, train_command  # noqa: E402
 from timing import machine, median, synchronize  # noqa: E402
 
-from alexnet_lit.build import optim_settings  # noqa: E402
-from alexnet_lit.data.prepared import prepare  # noqa: E402
+from alexnet_lit.build import build_datamodule, build_run, optim_settings  # noqa: E402
+from alexnet_lit.data.preparation import prepare  # noqa: E402
 from alexnet_lit.data.synthetic import synthesize  # noqa: E402
-from alexnet_lit.module import AlexNetModule  # noqa: E402
 from alexnet_lit.train import train  # noqa: E402
 
 PARTS = {1: "tests", 2: "step", 3: "end_to_end", 4: "ddp_resume", 5: "lrn", 6: "formats", 7: "recipe"}
@@ -268,7 +267,7 @@ def rate(times: list[float], warmup: int, batch_size: int) -> float:
 def data_side(cfg, device: torch.device, steps: int, stage: bool) -> float:
     """Images/s of the training loader alone (``stage``: plus what the data module does around
     the transfer to ``device``: decoding JPEG bytes there, and the batch stage)."""
-    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule = build_datamodule(cfg.data)
     datamodule.trainer = L.Trainer(accelerator=device.type, devices=1, logger=False, enable_progress_bar=False)
     datamodule.trainer.training = True  # the training views
     datamodule.setup("fit")
@@ -302,13 +301,10 @@ def step_alone(cfg, device: torch.device, steps: int, warmup: int) -> float:
 def through_trainer(cfg, device: torch.device, steps: int, warmup: int, profile: int = 0) -> tuple[float, dict | None]:
     """Images/s of the real Trainer (the project's callbacks) on the real DataModule, and with
     ``profile``, a profile of that many steps after the timed ones (ProfileSteps)."""
-    module = AlexNetModule(model=OmegaConf.to_container(cfg.model, resolve=True), optim=optim_settings(cfg),
-                           channels_last=cfg.speed.channels_last, compile=cfg.speed.compile)
     clock, profiler = StepClock(device), ProfileSteps(device, warmup + steps + 1, profile)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [clock] + ([profiler] if profile else [])
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False,
-                                     max_steps=warmup + steps + 2 + profile, limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(module, datamodule=instantiate(cfg.data, _convert_="all"))
+    run = build_run(cfg, callbacks=[clock] + ([profiler] if profile else []), logger=False,
+                    max_steps=warmup + steps + 2 + profile, limit_val_batches=0, num_sanity_val_steps=0)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
     return rate(clock.times[:warmup + steps + 1], warmup, cfg.data.batch_size), profiler.result
 
 

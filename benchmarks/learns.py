@@ -28,7 +28,7 @@ import torch
 
 from timing import machine, save
 
-from alexnet_lit.train import CONFIG_DIR
+from alexnet_lit.build import CONFIG_DIR
 
 DEFAULT_ARMS = {"defaults": "", "paper (literal)": "model.init=paper"}
 

@@ -30,7 +30,8 @@ import torch
 from data_throughput import generate, link_images
 from timing import interleaved, machine, median, save, synchronize
 
-from alexnet_lit.data.prepared import PreparedImages, PreparedJPEGs, decode_jpegs, prepare
+from alexnet_lit.data.preparation import prepare
+from alexnet_lit.data.prepared import PreparedImages, PreparedJPEGs, decode_jpegs
 
 FORMATS = ("raw", "jpeg")
 

@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -40,11 +39,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from timing import machine, median, save, synchronize
 
-from alexnet_lit.module import AlexNetModule
+from alexnet_lit.build import CONFIG_DIR, build_run, optim_settings
 from alexnet_lit.optim import build_optimizer
 from alexnet_lit.speed import reuse_host_memory
-from alexnet_lit.build import optim_settings
-from alexnet_lit.train import CONFIG_DIR
 
 VARIANTS = {  # name: conf/speed overrides
     "fp32": {},
@@ -119,18 +116,10 @@ class TakeTurns(Callback):
 
 def take_turns(cfg, net, batches: list, device: torch.device) -> tuple[list[float], list[float]]:
     """Seconds per step of (a) and of (b), paired: the i-th of each ran back to back."""
-    speed = OmegaConf.to_container(cfg.speed)
-    module = AlexNetModule(model=OmegaConf.to_container(cfg.model, resolve=True),
-                           optim=optim_settings(cfg), channels_last=speed["channels_last"],
-                           compile=speed["compile"])
-    module.net.load_state_dict(net.state_dict())
-    turns = TakeTurns(PlainStep(net, optim_settings(cfg), speed, device), device)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [turns]
-    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     max_steps=len(batches), limit_val_batches=0,
-                                     num_sanity_val_steps=0)
-    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    turns = TakeTurns(PlainStep(net, optim_settings(cfg), OmegaConf.to_container(cfg.speed), device), device)
+    run = build_run(cfg, callbacks=[turns], max_steps=len(batches), limit_val_batches=0, num_sanity_val_steps=0)
+    run.module.net.load_state_dict(net.state_dict())
+    run.trainer.fit(run.module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     return turns.plain_s[:len(turns.lightning_s)], turns.lightning_s
 
 

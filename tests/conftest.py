@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from alexnet_lit.train import CONFIG_DIR
+from alexnet_lit.build import CONFIG_DIR
 from slurm_cluster import SlurmCluster, missing_programs
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from alexnet_lit.data.imagenet import split_samples
+from alexnet_lit.data.samples import split_samples
 from conftest import write_image
 
 WNIDS = ["n01440764", "n01443537", "n02102040"]  # sorted: indices 0, 1, 2

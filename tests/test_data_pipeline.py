@@ -6,16 +6,13 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from PIL import Image
 from torchvision.transforms import TenCrop
 
 from alexnet_lit.data.colour import IMAGENET_EIGVAL, IMAGENET_EIGVEC, PixelStats
 from alexnet_lit.data.decode import DecodeError
 from alexnet_lit.data.views import NORMALIZE, TENCROP_CENTRE, VIEWS, PaperViews
-from alexnet_lit.module import AlexNetModule
-from alexnet_lit.build import optim_settings
+from alexnet_lit.build import build_datamodule, build_module
 from alexnet_lit.train import train
 from conftest import DEVICES, on_cuda, write_image
 
@@ -151,7 +148,7 @@ def training_batch(compose_cfg, folder, *overrides, device="cpu"):
     noise is left) and of one batch of coded images."""
     cfg = compose_cfg("data=folder", f"data.root={folder}", "data.num_classes=3",
                       "data.image_size=20", "data.crop_size=16", "data.num_workers=0", *overrides)
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.setup("fit")
     datamodule.trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     datamodule.trainer.training = True
@@ -216,12 +213,11 @@ def test_centre_and_ten_crop_from_one_pass_score_as_each_alone(compose_cfg, jpeg
         cfg = compose_cfg("experiment=tiny", "data=folder", f"data.root={jpeg_folder}",
                           "data.num_classes=3", "data.num_workers=0", f"data.val_views={views}")
         torch.manual_seed(0)  # the same weights each time
-        module = AlexNetModule(OmegaConf.to_container(cfg.model, resolve=True), optim_settings(cfg),
-                               val_views=list(cfg.data.val_views))
+        module = build_module(cfg)
         seen[views] = []
         module.net.register_forward_pre_hook(lambda _, args, n=seen[views]: n.append(len(args[0])))
         trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
-        metrics = trainer.validate(module, instantiate(cfg.data), verbose=False)[0]
+        metrics = trainer.validate(module, build_datamodule(cfg.data), verbose=False)[0]
         logged[views] = {k: v for k, v in metrics.items() if k.startswith("val")}  # not the probes
     assert {v: sum(n) for v, n in seen.items()} == {"[center]": 3, "[tencrop]": 30, "[center,tencrop]": 30}
     both = logged["[center,tencrop]"]

@@ -7,10 +7,8 @@ import sys
 import lightning as L
 import pytest
 import torch
-from hydra.utils import instantiate
 
-from alexnet_lit.module import AlexNetModule
-from alexnet_lit.build import optim_settings
+from alexnet_lit.build import build_datamodule, load_module, optim_settings
 from alexnet_lit.train import train
 from conftest import REPO, read_metrics, sigterm_in_validation, train_command
 
@@ -35,9 +33,9 @@ def assert_validates_like_one_process(run_dir, cfg) -> None:
     validation of its last weights on the data of ``cfg``."""
     ddp = json.loads((run_dir / "results.json").read_text())
     assert ddp["processes"] == 2 and 0 < ddp["val_top1_err"] < 1
-    module = AlexNetModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    module = load_module(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True))
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
-    (one,) = trainer.validate(module, datamodule=instantiate(cfg.data, _convert_="all"))
+    (one,) = trainer.validate(module, datamodule=build_datamodule(cfg.data))
     assert one["val/top1_err"] == ddp["val_top1_err"]
     assert one["val/top5_err"] == ddp["val_top5_err"]
     (ddp_loss,) = [float(row["val/loss"]) for row in read_metrics(run_dir) if row["val/loss"]]

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
+from alexnet_lit.data.sampling import TrainLoader, TrainSampler, eval_sampler, local_batch_size
 
 
 def epoch_batches(world_size: int, epoch: int, size: int = 1000, batch_size: int = 32) -> list[list[int]]:
@@ -31,9 +31,11 @@ def test_global_batches_are_the_same_for_any_number_of_processes():
 @pytest.mark.parametrize("size", [21, 100])
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_evaluation_sees_every_image_exactly_once(size, world):
-    shards = [list(EvalSampler(size, rank, world)) for rank in range(world)]
+    shards = [list(eval_sampler(range(size), rank, world)) for rank in range(world)]
     assert sorted(sum(shards, [])) == list(range(size))
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    with pytest.raises(ValueError, match="2 validation images cannot be shared by 3 processes"):
+        eval_sampler(range(2), 0, 3)
 
 
 def test_a_global_batch_that_does_not_split_is_refused():

@@ -10,7 +10,7 @@ from torch import nn
 
 from alexnet_lit.lrn import LRN
 from alexnet_lit.model import AlexNet
-from alexnet_lit.train import CONFIG_DIR
+from alexnet_lit.build import CONFIG_DIR
 
 ABLATIONS = sorted(p.stem for p in (Path(CONFIG_DIR) / "ablation").glob("*.yaml"))
 PRESETS = [None, "tiny", "quickstart", "table_cpu"]  # None: the paper's network

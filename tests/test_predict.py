@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from alexnet_lit.data.imagenet import display_names, synset_words
-from alexnet_lit.data.prepared import prepare
+from alexnet_lit.data.ilsvrc import display_names, synset_words
+from alexnet_lit.data.preparation import prepare
 from alexnet_lit.data.synthetic import synthetic_root
 from alexnet_lit.predict import predict
 from conftest import REPO, command

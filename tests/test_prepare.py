@@ -10,7 +10,8 @@ import torch
 
 from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import DecodeError
-from alexnet_lit.data.prepared import STORAGE, PreparedImages, PreparedJPEGs, decode_jpegs, prepare, read_meta
+from alexnet_lit.data.preparation import prepare
+from alexnet_lit.data.prepared import STORAGE, PreparedImages, PreparedJPEGs, decode_jpegs, read_meta
 from alexnet_lit.prepare import main
 from conftest import on_cuda, write_image
 from test_data_decode import reference

@@ -10,7 +10,7 @@ from PIL import Image
 
 from alexnet_lit import report
 from alexnet_lit.results import write_json
-from alexnet_lit.train import CONFIG_DIR
+from alexnet_lit.build import CONFIG_DIR
 from conftest import report_table
 
 # (ablation, seed, status, val top-1, val top-5, train top-1, learning verdict)

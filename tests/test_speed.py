@@ -9,10 +9,8 @@ import sys
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from alexnet_lit.module import AlexNetModule
-from alexnet_lit.build import optim_settings
+from alexnet_lit.build import build_module
 from alexnet_lit.train import train
 from conftest import DEVICES, REPO, compose_config, extracted, float32_on_cuda, needs_cuda
 
@@ -68,10 +66,10 @@ def test_channels_last_and_cuda_learn_what_the_cpu_default_learns(default_run, t
 @pytest.mark.slow  # compiles a forward and a backward: half a minute on two cores
 @pytest.mark.parametrize("device", DEVICES)  # CUDA: Triton kernels against cuDNN's
 def test_compiled_network_gives_the_default_outputs_and_gradients(compose_cfg, device):
-    cfg = compose_cfg("experiment=tiny", "model.dropout=0")  # compiled dropout draws otherwise
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    eager = AlexNetModule(model, optim_settings(cfg)).to(device)
-    compiled = AlexNetModule(model, optim_settings(cfg), compile=True, channels_last=True).to(device)
+    tiny = ("experiment=tiny", "model.dropout=0")  # compiled dropout draws otherwise
+    cfg = compose_cfg(*tiny)
+    eager = build_module(cfg).to(device)
+    compiled = build_module(compose_cfg(*tiny, "speed.compile=true", "speed.channels_last=true")).to(device)
     compiled.load_state_dict(eager.state_dict())
     compiled.configure_model()
     traced = []

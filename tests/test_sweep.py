@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from alexnet_lit import report
-from alexnet_lit.train import CONFIG_DIR
+from alexnet_lit.build import CONFIG_DIR
 from conftest import report_table, wandb_run
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,9 @@ the folder torchvision's CIFAR10 downloads into, turned into a prepared folder i
 from torchvision.datasets import CIFAR10
 
 from alexnet_lit.data.folder import FolderDataModule
-from alexnet_lit.data.imagenet import class_names
-from alexnet_lit.data.prepared import is_prepared, write_arrays
+from alexnet_lit.data.samples import class_names
+from alexnet_lit.data.preparation import write_arrays
+from alexnet_lit.data.prepared import is_prepared
 
 
 class CIFAR10DataModule(FolderDataModule):

@@ -1,7 +1,7 @@
 """A data set of class folders fed the paper's way (Section 4.1, PAPER.md "Data").
 
 ``root`` is either a folder of image files (``train/<class>/*`` and ``val/<class>/*``, or
-ILSVRC-2012's flat val folder, see alexnet_lit.data.imagenet), which the workers decode and
+ILSVRC-2012's flat val folder, see alexnet_lit.data.samples), which the workers decode and
 bring to image_size x image_size (shorter side, then the central square), or a folder written
 by ``python -m alexnet_lit.prepare``, whose images are already at that size. Either way the
 workers hand over uint8 (S, S, 3) images; crops, mirrors, PCA colour noise and centring run on
@@ -13,6 +13,7 @@ A prepared folder carries its own mean image and colour PCA; image files use the
 ImageNet constants.
 """
 import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -22,11 +23,19 @@ from torch.utils.data import DataLoader
 
 from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import ImageFiles, check_policy
-from alexnet_lit.data.imagenet import display_names, split_samples
+from alexnet_lit.data.ilsvrc import display_names
 from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
-from alexnet_lit.data.sampling import EvalSampler, TrainLoader, TrainSampler, local_batch_size
+from alexnet_lit.data.samples import split_samples
+from alexnet_lit.data.sampling import TrainLoader, TrainSampler, eval_sampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
-from alexnet_lit.faults import ignore_sigterm
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """Data loader workers' ``worker_init_fn``: SIGTERM is the training process's to handle
+    (alexnet_lit.preemption). SLURM sends it to every process of a job step (``scancel -s
+    TERM``, ``--signal``); a worker it killed would fail the run before its checkpoint. The training process still
+    shuts the workers down, and SLURM's SIGKILL ends any left after its KillWait."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class FolderDataModule(L.LightningDataModule):
@@ -35,7 +44,7 @@ class FolderDataModule(L.LightningDataModule):
     ``on_error``: ``error`` stops at an undecodable file, naming it; ``skip`` leaves it out and
     lists it in ``skipped_images.txt`` in the run folder. After ``setup``, ``classes`` are the
     class folders' names and ``class_names`` their words where a synset-words file is in
-    ``root`` (alexnet_lit.data.imagenet.SYNSET_WORDS)."""
+    ``root`` (alexnet_lit.data.ilsvrc.SYNSET_WORDS)."""
 
     def __init__(self, root: str, num_classes: int, batch_size: int = 128, num_workers: int = 4,
                  image_size: int = 256, crop_size: int = 227, augment: bool = True,
@@ -103,7 +112,7 @@ class FolderDataModule(L.LightningDataModule):
             sampler = TrainSampler(len(dataset), h.batch_size, rank, world,
                                    seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
             return TrainLoader(dataset, sampler=sampler, **settings)
-        return DataLoader(dataset, sampler=EvalSampler(len(dataset), rank, world), **settings)
+        return DataLoader(dataset, sampler=eval_sampler(dataset, rank, world), **settings)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -8,6 +8,7 @@ same order. Evaluation: every image exactly once across processes (no padding du
 """
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler
 
 
@@ -72,11 +73,15 @@ class TrainSampler(Sampler[int]):
 
 class TrainLoader(DataLoader):
     """A DataLoader over a :class:`TrainSampler` that Lightning checkpoints: its fit loop
-    saves ``state_dict()`` and restores it with ``load_state_dict()`` on resume."""
+    saves ``state_dict()`` and restores it with ``load_state_dict()`` on resume. (Lightning's
+    ``overfit_batches`` swaps in a SequentialSampler, which keeps no position: conf/debug's
+    overfit run saves no checkpoints.)"""
 
     def __iter__(self):
+        keeps_position = isinstance(self.sampler, TrainSampler)
         for batch in super().__iter__():
-            self.sampler.taken += 1
+            if keeps_position:
+                self.sampler.taken += 1
             yield batch
 
     def state_dict(self) -> dict:
@@ -86,17 +91,10 @@ class TrainLoader(DataLoader):
         self.sampler.load_state_dict(state)
 
 
-class EvalSampler(Sampler[int]):
-    """Process ``rank`` takes images rank, rank + world_size, ...: every image once across
-    processes, so error counts summed over processes are those of a single process."""
-
-    def __init__(self, size: int, rank: int = 0, world_size: int = 1):
-        if size < world_size:
-            raise ValueError(f"{size} validation images cannot be shared by {world_size} processes")
-        self.indices = range(rank, size, world_size)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self):
-        return iter(self.indices)
+def eval_sampler(dataset, rank: int = 0, world_size: int = 1) -> UnrepeatedDistributedSampler:
+    """Process ``rank`` takes images rank, rank + world_size, ... (Lightning's
+    UnrepeatedDistributedSampler): every image once across processes, so error counts summed
+    over processes are those of a single process."""
+    if len(dataset) < world_size:
+        raise ValueError(f"{len(dataset)} validation images cannot be shared by {world_size} processes")
+    return UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)

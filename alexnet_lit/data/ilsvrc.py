@@ -1,24 +1,20 @@
-"""Where the images of a split are and which class each belongs to.
+"""ILSVRC-2012's validation ground truth and class words.
 
-Two layouts: the ImageFolder one, ``root/<split>/<class>/*``, and ILSVRC-2012's official
-validation folder, ``root/val/ILSVRC2012_val_*.JPEG``, whose labels come from one of three
-ground-truth forms: the devkit (ILSVRC2012_validation_ground_truth.txt, whose class ids
-meta.mat maps to WordNet ids), Caffe's ``val.txt`` (``filename index`` with indices in
+The official validation folder is flat, ``root/val/ILSVRC2012_val_*.JPEG``; its labels come from
+one of three ground-truth forms: the devkit (ILSVRC2012_validation_ground_truth.txt, whose
+class ids meta.mat maps to WordNet ids), Caffe's ``val.txt`` (``filename index`` with indices in
 sorted-wnid order) or Kaggle's ``LOC_val_solution.csv`` (``ImageId,PredictionString`` whose
-first word is the wnid). Class indices follow the sorted class names (sorted wnids for
-ImageNet, the torchvision convention); every ground truth is checked against them.
+first word is the wnid). Class indices follow the sorted wnids (the torchvision convention);
+every ground truth is checked against them. Words per wnid come from Kaggle's or Caffe's
+synset-words file or the devkit's meta.mat.
 """
 import csv
 import io
 import os
-import warnings
 import re
 import tarfile
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
-Samples = list[tuple[str, int]]
 WNID = re.compile(r"n\d{8}")
 FLAT_VAL = re.compile(r"(ILSVRC2012_val_\d{8})\.(jpe?g|png)", re.IGNORECASE)
 DEVKIT_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
@@ -29,32 +25,6 @@ SYNSET_WORDS = ("LOC_synset_mapping.txt", "synset_words.txt", "ILSVRC2012_devkit
                 "ILSVRC2012_devkit_t12.tar.gz")
 GROUND_TRUTH_FORMS = ("a devkit (ILSVRC2012_devkit_t12 folder or .tar.gz, or its "
                       f"{DEVKIT_TRUTH} beside meta.mat), Caffe's val.txt or LOC_val_solution.csv")
-
-
-def class_names(folder: Path, synsets: bool = False) -> list[str]:
-    """The sorted sub-folder names of ``folder``; with ``synsets``, each must be a WordNet id."""
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
-    if synsets:
-        bad = [c for c in classes if not WNID.fullmatch(c)]
-        if bad:
-            raise ValueError(f"{folder}: expected one folder per ImageNet synset named by its "
-                             f"WordNet id (like n01440764), found {bad[:3]}")
-    return classes
-
-
-def folder_samples(folder: Path, classes: list[str], present: list[str] | None = None) -> Samples:
-    """(file, class index in ``classes``) for every image in the class folders ``present``
-    (all of ``classes`` by default)."""
-    samples = []
-    for name in present or classes:
-        index = classes.index(name)
-        files = sorted(e.name for e in os.scandir(folder / name)
-                       if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
-        if not files:
-            raise FileNotFoundError(f"{folder / name}: a class folder without image files "
-                                    f"(expected names ending in {', '.join(IMG_EXTENSIONS)})")
-        samples += [(str(folder / name / f), index) for f in files]
-    return samples
 
 
 def _devkit_files(path: Path) -> tuple[bytes, str]:
@@ -157,7 +127,7 @@ def read_ground_truth(path: Path, classes: list[str]) -> dict[str, int]:
     return {name: index[wnid] for name, wnid in wnids.items()}
 
 
-def flat_val_samples(folder: Path, classes: list[str], truth: Path) -> Samples:
+def flat_val_samples(folder: Path, classes: list[str], truth: Path) -> list[tuple[str, int]]:
     """The official flat val folder, each file labelled from ``truth``; checked both ways."""
     labels = read_ground_truth(truth, classes)
     files = sorted(e.name for e in os.scandir(folder) if FLAT_VAL.fullmatch(e.name))
@@ -179,45 +149,3 @@ def find_ground_truth(root: Path, folder: Path) -> Path:
     raise FileNotFoundError(
         f"{folder} holds the flat ILSVRC2012_val_*.JPEG layout but no ground truth was given "
         f"(data.val_labels, or --val-labels) or found in {root}: expected {GROUND_TRUTH_FORMS}")
-
-
-def split_samples(root: Path, split: str, synsets: bool = False, classes: list[str] | None = None,
-                  val_labels: str | None = None) -> tuple[list[str], Samples]:
-    """(classes, samples) of ``root/split``. The training split defines the classes; pass
-    them for the others, whose class folders must match, or which may be the flat layout."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} does not exist: expected a data set folder holding train/ "
-                                f"and a validation folder of class folders, or one written by "
-                                f"python -m alexnet_lit.prepare")
-    folder = root / split
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"{folder} does not exist: expected {root} to hold train/ and {split}/, each with one "
-            f"folder of images per class" + (" (WordNet ids)" if synsets else "")
-            + (", or the flat ILSVRC2012_val_*.JPEG files plus a ground truth" if classes else ""))
-    found = class_names(folder, synsets)
-    if classes is None or found:
-        if not found:
-            raise FileNotFoundError(f"{folder}: expected one folder of images per class, found none")
-        if classes is None:
-            return found, folder_samples(folder, found)
-        unknown = sorted(set(found) - set(classes))
-        if unknown:
-            raise ValueError(f"{folder}: class folders unknown to the training split: {unknown[:3]}")
-        warn_partial(folder, len(found), classes)
-        return classes, folder_samples(folder, classes, found)
-    if not any(FLAT_VAL.fullmatch(e.name) for e in os.scandir(folder)):
-        raise FileNotFoundError(f"{folder} holds neither class folders nor ILSVRC2012_val_*.JPEG files")
-    truth = Path(val_labels).expanduser() if val_labels else find_ground_truth(root, folder)
-    samples = flat_val_samples(folder, classes, truth)
-    warn_partial(f"{truth} for {folder}", len({label for _, label in samples}), classes)
-    return classes, samples
-
-
-def warn_partial(where, covered: int, classes: list[str]) -> None:
-    """A validation set may cover only some of the training classes (a subset, a quick look):
-    one line says how many have no image."""
-    if covered < len(classes):
-        warnings.warn(f"{where}: validation images of {covered} of the {len(classes)} training "
-                      f"classes; {len(classes) - covered} classes have none", stacklevel=3)

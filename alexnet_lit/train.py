@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet_lit.build import build_run, command
 from alexnet_lit.faults import last_checkpoint_path
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
+from alexnet_lit.results import ResultsWriter
 from alexnet_lit.resume import resume_path
 from alexnet_lit.speed import reuse_host_memory
 from alexnet_lit.tracking import wandb_runs
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit one run described by ``cfg``; returns the final callback metrics."""
+    """Fit one run described by ``cfg``; returns its final metrics."""
     if cfg.speed.reuse_host_memory:
         reuse_host_memory()
     if cfg.seed is not None:
@@ -36,7 +37,10 @@ def train(cfg: DictConfig) -> dict:
         run.trainer.fit(run.module, datamodule=run.datamodule,
                         ckpt_path=resume_path(cfg.get("ckpt_path"), last_checkpoint_path(run.trainer)),
                         weights_only=True)  # no pickled code runs when loading a checkpoint
-    metrics = {k: float(v) for k, v in run.trainer.callback_metrics.items()}
+    # The results writer's metrics: those of this attempt, or, for a finished run re-entered
+    # (a sweep run again), those its checkpoint ended with.
+    writer = next(c for c in run.trainer.callbacks if isinstance(c, ResultsWriter))
+    metrics = {**writer.metrics, **{k: float(v) for k, v in run.trainer.callback_metrics.items()}}
     if run.trainer.is_global_zero:
         log.info(final_line(out, metrics))
     return metrics

@@ -31,11 +31,13 @@ def output(run_dir) -> str:
     return open(f"{run_dir}.log").read()[-3000:]
 
 
-def finish(run_dir, cache) -> None:
+def finish(run_dir, cache) -> str:
+    """Run the same command again; its output."""
     done = subprocess.run(train_command(run_dir, cache, *SAME), cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Restored all states from the checkpoint" in done.stderr
+    return done.stdout + done.stderr
 
 
 def last(run_dir) -> dict:
@@ -131,8 +133,9 @@ def test_rerunning_a_finished_run_keeps_its_results(tmp_path, cache_dir, uninter
     run = tmp_path / "run"
     shutil.copytree(uninterrupted["dir"], run)
     before = json.loads((run / "results.json").read_text())
-    finish(run, cache_dir)
+    said = finish(run, cache_dir)
     after = json.loads((run / "results.json").read_text())
+    assert f"final validation top-1 error {before['val_top1_err']:.4f}" in said  # not "not run"
     for key in ("status", "val_top1_err", "val_top5_err", "train_top1_err", "best_val_top1_err", "learning",
                 "lrn", "dead_units", "steps", "epochs"):
         assert after[key] == before[key], key

@@ -92,7 +92,7 @@ def without_checkpoints(folder: Path) -> list[str]:
     """Overrides that leave out the checkpoint files (460 MB each for the full network, written
     at every epoch's end), keeping the other callbacks of a run."""
     return ["+trainer.enable_checkpointing=false", "~callbacks.model_checkpoint", "~callbacks.last_checkpoint",
-            f"callbacks.nonfinite_loss.path={folder}/nonfinite.ckpt"]
+            f"callbacks.nonfinite_loss.path={folder}/nonfinite.ckpt", f"callbacks.preemption.path={folder}/preempted.ckpt"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

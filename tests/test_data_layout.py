@@ -1,6 +1,7 @@
 """ILSVRC-2012 layouts: synset folders, the flat val folder with each of the three ground-truth
 forms, sorted-wnid class indices, and clear errors for missing or malformed roots."""
 import csv
+import multiprocessing
 import tarfile
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from scipy.io import savemat
 
 from alexnet_lit.data.samples import split_samples
+from alexnet_lit.data.synthetic import synthesize
 from conftest import write_image
 
 WNIDS = ["n01440764", "n01443537", "n02102040"]  # sorted: indices 0, 1, 2
@@ -134,3 +136,17 @@ def test_val_class_folders_may_be_a_subset_of_train_but_not_more(imagenet):
     write_image(root / "val" / "n09999999" / "y.JPEG")
     with pytest.raises(ValueError, match=r"unknown to the training split: \['n09999999'\]"):
         split_samples(root, "val", True, WNIDS)
+
+
+def _synthesize_and_list(cache: str) -> list[str]:
+    root = synthesize(cache, num_classes=3, train_per_class=40, val_per_class=2, size=32)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.jpg"))
+
+
+def test_processes_that_synthesize_at_once_share_one_complete_set(tmp_path):
+    """The jobs of a sweep start together on one cache: each must get the whole set, and none
+    may delete it under another (a SLURM sweep once failed on a file that had vanished)."""
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        listings = pool.map(_synthesize_and_list, [str(tmp_path)] * 4)
+    assert all(listing == listings[0] for listing in listings) and len(listings[0]) == 3 * 42
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []  # no staging left

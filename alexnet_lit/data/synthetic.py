@@ -5,6 +5,7 @@ phase, brightness and pixel noise. The set is written once as JPEG files in Imag
 layout under a cache folder and then read by the same pipeline as ImageNet.
 """
 import colorsys
+import fcntl
 import json
 import os
 import shutil
@@ -23,18 +24,28 @@ def synthetic_root(cache_dir: str | Path, **spec) -> Path:
 
 def synthesize(cache_dir: str | Path, num_classes: int = 10, train_per_class: int = 100,
                val_per_class: int = 20, size: int = 256, seed: int = 0) -> Path:
-    """Write the set (once) and return its root, holding train/ and val/."""
+    """Write the set (once) and return its root, holding train/ and val/. Processes that
+    start at once (the jobs of a sweep) take turns: the first writes it, the others find it."""
     spec = dict(num_classes=num_classes, train_per_class=train_per_class,
                 val_per_class=val_per_class, size=size, seed=seed)
     root = synthetic_root(cache_dir, **spec)
-    marker = root / "spec.json"
-    if marker.is_file() and json.loads(marker.read_text()) == spec:
-        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(f"{root.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        marker = root / "spec.json"
+        if not (marker.is_file() and json.loads(marker.read_text()) == spec):
+            _write(root, spec)
+    return root
+
+
+def _write(root: Path, spec: dict) -> None:
+    """Generate the set in a staging folder, then move it into place whole."""
+    num_classes, size = spec["num_classes"], spec["size"]
     staging = root.with_name(f"{root.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(spec["seed"])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    for split, count in (("train", train_per_class), ("val", val_per_class)):
+    for split, count in (("train", spec["train_per_class"]), ("val", spec["val_per_class"])):
         for c in range(num_classes):
             folder = staging / split / f"class{c:03d}"
             folder.mkdir(parents=True)
@@ -49,7 +60,6 @@ def synthesize(cache_dir: str | Path, num_classes: int = 10, train_per_class: in
     (staging / "spec.json").write_text(json.dumps(spec))
     shutil.rmtree(root, ignore_errors=True)
     staging.rename(root)
-    return root
 
 
 class SyntheticDataModule(FolderDataModule):

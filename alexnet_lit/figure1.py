@@ -10,6 +10,7 @@ target and records the curve. ``python -m alexnet_lit.report --figure1 SWEEP`` (
 import json
 import math
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,7 +203,8 @@ def plot(trials: list[Trial], target: float, result: dict, path: Path) -> None:
                     color="black" if chosen else "0.75", linewidth=1.6 if chosen else 0.8,
                     label=f"{activation}, lr {trial.lr:g}" + (" (fastest)" if chosen else ""), zorder=2 if chosen else 1)
     ax.axhline(target, color="tab:red", linewidth=0.8)
-    ax.set(xlabel="Epochs", ylabel="Training error rate", ylim=(0, 1), title=f"CIFAR-10: {ratio_text(result)}")
+    ax.set(xlabel="Epochs", ylabel="Training error rate", ylim=(0, 1))
+    ax.set_title(textwrap.fill(f"CIFAR-10: {ratio_text(result)}", 70), fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

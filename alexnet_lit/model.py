@@ -103,7 +103,9 @@ class AlexNet(nn.Module):
         """Initialise by ``self.init``:
 
         - ``paper`` (Section 5): weights ~ N(0, 0.01); biases 1 in conv2, conv4, conv5,
-          fc6, fc7 and 0 elsewhere. Often fails to start learning at lr 0.01.
+          fc6, fc7 and 0 elsewhere. Often fails to start learning at lr 0.01. The biases of 1
+          are there "to provide the ReLUs with positive inputs": with tanh units they are 0
+          (at 1 every tanh sits near tanh(1), and the tanh arm stayed at chance).
         - ``caffe`` (bvlc_alexnet): as paper, but those biases 0.1 and std 0.005 on fc6, fc7.
         - ``paper_gain``: as paper, with each layer's std scaled by sqrt(paper's fan-in / its
           fan-in), so a narrower network (the CPU presets) passes signals on with the paper
@@ -127,4 +129,4 @@ class AlexNet(nn.Module):
                 std *= math.sqrt(PAPER_FAN_IN[name] / layer.weight[0].numel())
             nn.init.normal_(layer.weight, 0.0, std)
             one = {"paper": 1.0, "paper_gain": 1.0, "caffe": 0.1, "kaiming": 0.0}[self.init]
-            nn.init.constant_(layer.bias, one if name in BIAS_ONE else 0.0)
+            nn.init.constant_(layer.bias, one if name in BIAS_ONE and self.activation == "relu" else 0.0)

@@ -246,6 +246,20 @@ def test_caffe_initialisation(build):
         assert torch.all(layer.bias == (0.1 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0))
 
 
+@pytest.mark.parametrize("init", ["paper", "paper_gain", "caffe"])
+def test_tanh_units_get_no_positive_biases(build, init):
+    """Section 5's positive biases are "to provide the ReLUs with positive inputs"; with tanh
+    units every bias starts at 0, the weights as with ReLUs."""
+    torch.manual_seed(0)
+    relu, _ = build(f"model.init={init}")
+    torch.manual_seed(0)
+    tanh, _ = build(f"model.init={init}", "+ablation=tanh")
+    assert any(layer.bias.abs().sum() > 0 for _, layer in relu.learned_layers())
+    for (name, r), (_, t) in zip(relu.learned_layers(), tanh.learned_layers()):
+        assert torch.equal(r.weight, t.weight), name
+        assert torch.all(t.bias == 0), name
+
+
 def test_kaiming_initialisation(build):
     net, _ = build("model.init=kaiming")
     for name, layer in net.learned_layers():

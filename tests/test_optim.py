@@ -42,3 +42,19 @@ def test_bad_names_are_named():
         build_scheduler(opt, "cosine", 0.1, 1, None, "val/top1_err")
     with pytest.raises(ValueError, match="milestones"):
         build_scheduler(opt, "multistep", 0.1, 1, None, "val/top1_err")
+
+
+def test_why_conf_optim_is_a_flat_table_not_hydra_partial(tmp_path):
+    """The lightning-hydra-template's way, ``optimizer: {_target_: ..., _partial_: true}``
+    instantiated with the module, hands the module a partial object that
+    ``save_hyperparameters`` writes into every checkpoint, and such a checkpoint no longer
+    loads with ``torch.load(weights_only=True)`` (no pickled code runs on load: train.py,
+    weights.py). Our flat table loads."""
+    from hydra.utils import instantiate
+    partial = instantiate({"_target_": "alexnet_lit.optim.PaperSGD", "_partial_": True, "lr": 0.01})
+    flat = {"rule": "paper", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005}
+    torch.save({"hyper_parameters": {"optim": partial}}, tmp_path / "partial.ckpt")
+    torch.save({"hyper_parameters": {"optim": flat}}, tmp_path / "flat.ckpt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(tmp_path / "partial.ckpt", weights_only=True)
+    assert torch.load(tmp_path / "flat.ckpt", weights_only=True)["hyper_parameters"]["optim"] == flat

@@ -122,7 +122,8 @@ def read_trials(sweep: Path, target: float | None = None) -> tuple[list[Trial], 
 def fastest(trials: list[Trial]) -> Trial | None:
     """The trial that reached the target in the fewest epochs (on a tie, as where several are
     below it after the first, the lowest error at that epoch), or, where none did, the one
-    with the lowest training error after the epochs they all trained (the longer on a tie);
+    ahead at the longest horizon two runs share: of the runs trained at least as many epochs
+    as the second-longest, the lowest training error after that many (the longer on a tie);
     None without curves."""
     reached = [t for t in trials if t.epochs_to_target is not None]
     if reached:
@@ -130,8 +131,9 @@ def fastest(trials: list[Trial]) -> Trial | None:
     curves = [t for t in trials if t.train_error]
     if not curves:
         return None
-    common = min(len(t.train_error) for t in curves)
-    return min(curves, key=lambda t: (t.train_error[common - 1], -len(t.train_error)))
+    horizon = sorted((len(t.train_error) for t in curves), reverse=True)[min(1, len(curves) - 1)]
+    compared = [t for t in curves if len(t.train_error) >= horizon]
+    return min(compared, key=lambda t: (t.train_error[horizon - 1], -len(t.train_error)))
 
 
 def speedup(trials: list[Trial]) -> dict:

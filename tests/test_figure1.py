@@ -119,6 +119,11 @@ def test_the_speed_up_is_at_each_activations_fastest_rate_or_a_lower_bound():
     result = figure1.speedup(relu + slow)
     assert result["ratio"] is None and result["at_least"] == pytest.approx(3 / 1.75)
     assert result["at_least_at_fastest"] == pytest.approx(5 / 1.75)  # 0.01: the lower error after 3 epochs
+    # a rate ahead after one epoch but behind where two long runs can be compared is not the fastest
+    long = [trial("tanh", 0.01, [0.60, 0.40, 0.30]), trial("tanh", 0.02, [0.55, 0.45, 0.35, 0.33]),
+            trial("tanh", 0.04, [0.70])]
+    assert figure1.fastest(long).lr == 0.01
+    assert figure1.speedup(relu + long)["at_least_at_fastest"] == pytest.approx(3 / 1.75)
 
 
 @pytest.mark.slow

@@ -162,6 +162,20 @@ def test_a_tiny_figure1_sweep_gives_the_figure_and_the_speed_up(tmp_path):
     assert all(f"| {a} | {lr:g}" in table for a in ("relu", "tanh") for lr in (0.01, 0.1))
     assert "experiment=figure1" in table and "train_error_target.target=0.93" in table
 
+    out = tmp_path / "scales.json"  # benchmarks/activation_scales.py on two of the runs
+    done = subprocess.run([sys.executable, "benchmarks/activation_scales.py", str(sweep / "tanh_lr0.1"),
+                           str(sweep / "relu_lr0.1"), "--images", "16", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tanh, relu = json.loads(out.read_text())["runs"]
+    assert (tanh["activation"], relu["activation"], tanh["images"]) == ("tanh", "relu", 16)
+    assert tanh["epochs"] == len(curves["tanh_lr0.1"]["train_error"])
+    for run in (tanh, relu):
+        assert list(run["at_init"]) == list(run["trained"]) == ["act1", "act2", "act3"]
+        assert run["at_init"] != run["trained"]  # the checkpoint's weights, not a fresh network
+        assert all(0 <= s["idle"] <= 1 and s["std"] > 0 for s in [*run["at_init"].values(), *run["trained"].values()])
+    assert all(s["std"] <= 1 for s in tanh["trained"].values())
+
 
 def test_report_figure1_refuses_a_folder_without_figure1_runs(tmp_path):
     with pytest.raises(SystemExit, match="no job folders"):

@@ -10,11 +10,13 @@ multiplies the kernels of the rows it names, relative to whatever table was comp
 (``one_tower`` halves conv1..conv4 of the full net and of every preset alike).
 """
 import math
+import zlib
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
+from alexnet_lit.data.sampling import derived_seed
 from alexnet_lit.lrn import LRN, MapNorm
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}  # Section 3.1
@@ -35,7 +37,7 @@ class AlexNet(nn.Module):
                  input_size: int = 227, towers: int = 2, activation: str = "relu",
                  lrn: dict | None = None, rnorm: dict | None = None, pool: dict | None = None,
                  dropout: float = 0.5,
-                 init: str = "paper", width: dict | None = None):
+                 init: str = "paper", width: dict | None = None, seed: int | None = None):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.activation={activation!r}: expected one of {sorted(ACTIVATIONS)}")
@@ -49,7 +51,7 @@ class AlexNet(nn.Module):
         unknown = sorted(set(width) - set(features))
         if unknown:
             raise ValueError(f"model.width names {unknown}, which are not rows of model.features")
-        self.input_size, self.init, self.activation = input_size, init, activation
+        self.input_size, self.init, self.activation, self.seed = input_size, init, activation, seed
 
         layers, channels, size = OrderedDict(), 3, input_size
         for name, row in features.items():
@@ -99,8 +101,17 @@ class AlexNet(nn.Module):
         children = [*self.features.named_children(), *self.classifier.named_children()]
         return [(n, m) for n, m in children if isinstance(m, (nn.Conv2d, nn.Linear))]
 
+    def layer_generator(self, name: str) -> torch.Generator | None:
+        """The generator layer ``name`` draws its initial weights from: seeded by (``seed``,
+        the layer's name), so that removing or resizing one layer changes no other layer's
+        weights, and a layer of the same shape starts the same in every ablation of a seed
+        (common random numbers). ``seed=None``: torch's global generator."""
+        if self.seed is None:
+            return None
+        return torch.Generator().manual_seed(derived_seed(self.seed, zlib.crc32(name.encode())))
+
     def reset_parameters(self) -> None:
-        """Initialise by ``self.init``:
+        """Initialise by ``self.init``, each layer from :meth:`layer_generator`:
 
         - ``paper`` (Section 5): weights ~ N(0, 0.01); biases 1 in conv2, conv4, conv5,
           fc6, fc7 and 0 elsewhere. Often fails to start learning at lr 0.01. The biases of 1
@@ -116,17 +127,17 @@ class AlexNet(nn.Module):
           ~ N(0, 1e-4) in conv1 and N(0, 0.01) elsewhere, biases 0.
         """
         for name, layer in self.learned_layers():
+            weight, bias = layer.weight, layer.bias
             if self.init == "cuda_convnet":
-                nn.init.normal_(layer.weight, 0.0, 1e-4 if name == "conv1" else 0.01)
-                nn.init.zeros_(layer.bias)
-                continue
-            if self.init == "kaiming" and name != "fc8":
-                nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=self.activation)
-                nn.init.zeros_(layer.bias)
-                continue
-            std = 0.005 if self.init == "caffe" and name in ("fc6", "fc7") else 0.01
-            if self.init == "paper_gain":
-                std *= math.sqrt(PAPER_FAN_IN[name] / layer.weight[0].numel())
-            nn.init.normal_(layer.weight, 0.0, std)
-            one = {"paper": 1.0, "paper_gain": 1.0, "caffe": 0.1, "kaiming": 0.0}[self.init]
-            nn.init.constant_(layer.bias, one if name in BIAS_ONE and self.activation == "relu" else 0.0)
+                std, one = (1e-4 if name == "conv1" else 0.01), 0.0
+            elif self.init == "kaiming" and name != "fc8":  # He-normal on fan-in
+                std, one = nn.init.calculate_gain(self.activation) / math.sqrt(weight[0].numel()), 0.0
+            else:
+                std = 0.005 if self.init == "caffe" and name in ("fc6", "fc7") else 0.01
+                if self.init == "paper_gain":
+                    std *= math.sqrt(PAPER_FAN_IN[name] / weight[0].numel())
+                one = {"paper": 1.0, "paper_gain": 1.0, "caffe": 0.1, "kaiming": 0.0}[self.init]
+                one = one if name in BIAS_ONE and self.activation == "relu" else 0.0
+            with torch.no_grad():
+                weight.normal_(0.0, std, generator=self.layer_generator(name))
+                bias.fill_(one)

@@ -7,9 +7,10 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from alexnet_lit.data.folder import HELD_OUT, OFFICIAL, TRAIN_EVAL
 from alexnet_lit.data.views import TENCROP_CENTRE
 from alexnet_lit.optim import build_optimizer, build_scheduler
-from alexnet_lit.probes import LayerActivity
+from alexnet_lit.probes import DeadUnits, LayerActivity, relu_units
 
 
 class TopKError(MulticlassAccuracy):
@@ -36,6 +37,10 @@ class AlexNetModule(L.LightningModule):
     ``val/...``, the others as ``val_<name>/...``. A validation batch of shape
     (B, 10, C, H, W) holds the ten crops of each image (Section 4.1): ``tencrop`` averages
     their softmax outputs, ``center`` scores the centre one, from the same forward pass.
+    Where the data module's validation scores more than its data set's own validation images
+    (``val_streams``, alexnet_lit.data.folder), ``val/...`` is over all validation images, and
+    with the first view ``val_official/...`` over the data set's own, ``train_eval/...`` over
+    the training images it scores the same way (centre crop, no colour noise, dropout off).
 
     ``channels_last`` and ``compile`` (conf/speed) change how fast, not what, it computes.
     """
@@ -56,6 +61,10 @@ class AlexNetModule(L.LightningModule):
         # mean loss over images, summed exactly across processes (Lightning's sync_dist mean
         # truncates the image count when processes hold different numbers of images)
         self.val_losses = nn.ModuleList(MeanMetric() for _ in val_views)
+        self.stream_metrics = nn.ModuleDict({prefix: error_metrics(num_classes, f"{prefix}/")
+                                             for prefix in ("val_official", "train_eval")})
+        self.stream_losses = nn.ModuleDict({prefix: MeanMetric() for prefix in self.stream_metrics})
+        self.dead_units = nn.ModuleDict({name: DeadUnits(units) for name, units in relu_units(self.net).items()})
 
     def configure_model(self) -> None:
         if self.hparams.channels_last:
@@ -89,24 +98,46 @@ class AlexNetModule(L.LightningModule):
         self.train_metrics.reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        images, labels = batch
-        with LayerActivity(self.net, enabled=batch_idx == 0) as activity:
+        images, labels, *streams = batch  # streams: where validation scores more (ScoredImages)
+        with LayerActivity(self.net, lrn=batch_idx == 0) as activity:
             if images.dim() == 5:  # (B, 10, C, H, W): the ten crops, one forward pass
                 logits = self(images.flatten(0, 1)).unflatten(0, images.shape[:2])
             else:
                 logits = self(images)[:, None]
-        self.log_dict(activity.stats)  # LRN's divisor and dead units, from the first batch
+        self.log_dict(activity.stats)  # LRN's divisor, from the first batch
+        for name, active in activity.active.items():
+            self.dead_units[name].update(active)
+            self.log(f"dead/{name}", self.dead_units[name])
+        validation = streams[0] != TRAIN_EVAL if streams else slice(None)
         for view, metrics, mean_loss in zip(self.hparams.val_views, self.val_metrics, self.val_losses):
-            if view == "tencrop":  # the softmax outputs averaged
-                scores = F.softmax(logits, dim=2).mean(1)
-                loss = F.nll_loss(scores.clamp_min(1e-12).log(), labels)
-            else:
-                scores = logits[:, TENCROP_CENTRE if logits.shape[1] > 1 else 0]
-                loss = F.cross_entropy(scores, labels)
-            metrics.update(scores, labels)
-            mean_loss.update(loss, weight=len(labels))
+            scores, losses = self.view_scores(logits[validation], labels[validation], view)
+            metrics.update(scores, labels[validation])
+            mean_loss.update(losses)
             self.log(f"{metrics.prefix}loss", mean_loss)
             self.log_dict(metrics)
+        if not streams:
+            return
+        datamodule_streams = self.trainer.datamodule.val_streams
+        for prefix, stream in (("val_official", OFFICIAL), ("train_eval", TRAIN_EVAL)):
+            if stream not in datamodule_streams or (stream == OFFICIAL and HELD_OUT not in datamodule_streams):
+                continue  # val/... is the official error where nothing is held out
+            chosen = streams[0] == stream
+            scores, losses = self.view_scores(logits[chosen], labels[chosen], self.hparams.val_views[0])
+            self.stream_metrics[prefix].update(scores, labels[chosen])
+            self.stream_losses[prefix].update(losses)
+            self.log(f"{prefix}/loss", self.stream_losses[prefix])
+            self.log_dict(self.stream_metrics[prefix])
+
+    @staticmethod
+    def view_scores(logits: torch.Tensor, labels: torch.Tensor, view: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A view's scores of each image from the logits (B, V, classes) of its crops, and
+        each image's loss: ``tencrop`` averages the softmax outputs, ``center`` takes the
+        centre crop's logits."""
+        if view == "tencrop":
+            scores = F.softmax(logits, dim=2).mean(1)
+            return scores, F.nll_loss(scores.clamp_min(1e-12).log(), labels, reduction="none")
+        scores = logits[:, TENCROP_CENTRE if logits.shape[1] > 1 else 0]
+        return scores, F.cross_entropy(scores, labels, reduction="none")
 
     def configure_optimizers(self):
         settings = dict(self.hparams.optim)

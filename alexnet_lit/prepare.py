@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-per-class", type=int, metavar="N",
                         help="keep the first N training images of each class, by file name (a subset; "
                              "the validation split stays whole)")
+    parser.add_argument("--held-out-to-val", action="store_true",
+                        help="with --train-per-class: append the training images left out to the validation "
+                             "split, after its own images (scored apart as val_official/...)")
     return parser.parse_args(argv)
 
 
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
         meta = prepare(args.source, args.out, layout=args.layout, image_size=args.image_size,
                        workers=args.workers, on_error=args.on_error, val_split=args.val_split,
                        val_labels=args.val_labels, chunk_size=args.chunk_size, storage=args.storage,
-                       train_per_class=args.train_per_class)
+                       train_per_class=args.train_per_class, held_out_to_val=args.held_out_to_val)
     except (DecodeError, FileNotFoundError, ValueError) as err:
         sys.exit(f"prepare: {err}")
     counts = ", ".join(f"{name} {s['images']} images ({s['skipped']} skipped)"

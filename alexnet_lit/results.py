@@ -13,7 +13,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from alexnet_lit.data.folder import TRAIN_EVAL
 from alexnet_lit.lrn import LRN
+from alexnet_lit.pictures import colour_specificity
 from alexnet_lit.private_api import AppendingCSVLogger
 
 
@@ -44,38 +46,65 @@ def _metric(metrics: dict, key: str) -> float | None:
 
 EXPLODED = 3.0  # a training loss above this many times chance's, ln(classes), is a blow-up
 CHANCE_Z = 3.0  # final val accuracy within this many binomial sds of 1/classes is chance
+# The collapse rule, fixed before the table's sweep (ablations/README.md): a run collapsed
+# where a ReLU layer has more than DEAD_LAYER of its units silent on every image the last
+# validation scored, or where its training loss stayed above AT_CHANCE_LOSS x ln(classes)
+# for more than AT_CHANCE_STEPS of its steps.
+DEAD_LAYER, AT_CHANCE_LOSS, AT_CHANCE_STEPS = 0.9, 0.95, 0.5
 
 
 class LossWatch:
-    """The first and the largest training loss and the step of the largest, kept on the
-    loss's device (no host sync per step)."""
+    """The first and the largest training loss, the step of the largest, and how many steps
+    had a loss above ``chance`` (AT_CHANCE_LOSS x ln(classes)) of how many, kept on the loss's
+    device (no host sync per step)."""
 
-    def __init__(self):
-        self.first = self.largest = self.step = None
+    KEYS = ("first", "largest", "step", "steps", "at_chance")
+
+    def __init__(self, chance: float = math.inf):
+        self.chance = chance
+        self.first = self.largest = self.step = self.steps = self.at_chance = None
 
     def update(self, loss: torch.Tensor, step: int) -> None:
         loss = loss.detach().float()
         if self.first is None:
-            self.first, self.largest, self.step = loss, loss, torch.tensor(step, device=loss.device)
-            return
+            zero = torch.zeros((), dtype=torch.long, device=loss.device)
+            self.first, self.largest, self.step = loss, loss, zero + step
+            self.steps, self.at_chance = zero, zero
         bigger = loss > self.largest
         self.largest = torch.where(bigger, loss, self.largest)
         self.step = torch.where(bigger, torch.tensor(step, device=loss.device), self.step)
+        self.steps = self.steps + 1
+        self.at_chance = self.at_chance + (loss > self.chance).long()
 
     def state_dict(self) -> dict:
-        return {} if self.first is None else dict(first=float(self.first), largest=float(self.largest),
-                                                  step=int(self.step))
+        if self.first is None:
+            return {}
+        return dict(first=float(self.first), largest=float(self.largest), step=int(self.step),
+                    steps=int(self.steps), at_chance=int(self.at_chance))
 
     def load_state_dict(self, state: dict) -> None:
-        if state:
-            self.first, self.largest, self.step = (torch.tensor(state[k]) for k in ("first", "largest", "step"))
+        if state:  # checkpoints from before the step counts start them at 0
+            self.first, self.largest, self.step, self.steps, self.at_chance = (
+                torch.tensor(state.get(k, 0)) for k in self.KEYS)
 
 
-def learning_verdict(classes: int, watch: dict, val_top1_err: float | None, val_images: int) -> dict:
+def collapse_reasons(watch: dict, dead_units: dict[str, float]) -> list[str]:
+    """Why a run counts as collapsed under the rule above (empty: it did not)."""
+    reasons = [f"{layer}: {dead:.0%} of its units dead" for layer, dead in dead_units.items() if dead > DEAD_LAYER]
+    if watch.get("steps") and watch["at_chance"] > AT_CHANCE_STEPS * watch["steps"]:
+        reasons.append(f"training loss at chance for {watch['at_chance'] / watch['steps']:.0%} of its steps")
+    return reasons
+
+
+def learning_verdict(classes: int, watch: dict, val_top1_err: float | None, val_images: int,
+                     dead_units: dict[str, float]) -> dict:
     """Whether a run learned: ``at chance`` where the last validation's top-1 accuracy is
     within CHANCE_Z binomial standard deviations of 1/classes (``exploded and at chance``
-    where a training loss also passed EXPLODED x ln(classes)), ``learns after a loss spike``
-    where the loss passed it and the run still learned, else ``learns``."""
+    where a training loss also passed EXPLODED x ln(classes)), ``collapsed`` where it is not
+    at chance but :func:`collapse_reasons` finds a layer mostly dead or a loss at chance for
+    most of training (``collapsed``: true, with the reasons, for those at chance too),
+    ``learns after a loss spike`` where the loss passed EXPLODED and the run still learned,
+    else ``learns``."""
     chance_loss, chance_acc = math.log(classes), 1 / classes
     verdict = dict(chance_loss=round(chance_loss, 4), first_train_loss=watch.get("first"),
                    max_train_loss=watch.get("largest"), max_train_loss_step=watch.get("step"))
@@ -84,19 +113,22 @@ def learning_verdict(classes: int, watch: dict, val_top1_err: float | None, val_
     if val_top1_err is not None and val_images:
         sd = math.sqrt(chance_acc * (1 - chance_acc) / val_images)
         at_chance = (1 - val_top1_err) - chance_acc < CHANCE_Z * sd
+    reasons = collapse_reasons(watch, dead_units)
     if at_chance:
         verdict["verdict"] = "exploded and at chance" if exploded else "at chance"
     elif at_chance is False:
-        verdict["verdict"] = "learns after a loss spike" if exploded else "learns"
+        verdict["verdict"] = "collapsed" if reasons else "learns after a loss spike" if exploded else "learns"
     else:
         verdict["verdict"] = "exploded" if exploded else "unknown"
+    verdict.update(collapsed=bool(at_chance) or bool(reasons), collapse_reasons=reasons,
+                   at_chance_steps=watch.get("at_chance"), steps=watch.get("steps"))
     return verdict
 
 
 def layer_activity(metrics: dict, net: torch.nn.Module) -> dict:
     """``lrn``: per LRN layer the divisor's mean and 95th percentile at the last validation
     beside ``k ** beta``, its value for a constant rescale; ``dead_units``: per ReLU layer
-    the fraction of units silent on a whole batch (alexnet_lit.probes)."""
+    the fraction of units silent on every image validation scored (alexnet_lit.probes)."""
     lrn = {name.rsplit(".", 1)[-1]: dict(k_beta=layer.k ** layer.beta)
            for name, layer in net.named_modules() if isinstance(layer, LRN)}
     for name, stats in lrn.items():
@@ -106,12 +138,28 @@ def layer_activity(metrics: dict, net: torch.nn.Module) -> dict:
     return dict(lrn=lrn, dead_units=dead)
 
 
+def conv1_colour(net: torch.nn.Module, towers: int) -> dict | None:
+    """Figure 3's measure on conv1 (alexnet_lit.pictures.colour_specificity): every kernel's
+    score, in kernel order (the first ``tower_sizes[0]`` are tower 1's), and each tower's mean;
+    None for one tower."""
+    if towers < 2:
+        return None
+    scores = colour_specificity(dict(net.learned_layers())["conv1"].weight.detach().float().cpu())
+    sizes = [len(t) for t in scores.chunk(towers)]
+    return dict(kernels=[round(x, 5) for x in scores.tolist()], tower_sizes=sizes,
+                tower_means=[round(float(t.mean()), 5) for t in scores.chunk(towers)])
+
+
 class ResultsWriter(Callback):
     """Keeps ``path`` up to date: status (running, completed, failed, interrupted by
-    SIGTERM), final and best validation top-1/top-5 error, train error, epochs, steps,
-    processes, wall time, whether the run learns (``learning``), what its LRN layers and ReLUs
-    did at the last validation (``lrn``, ``dead_units``; alexnet_lit.probes), plus ``meta``
-    (ablation names, seed, init, parameter count, git commit)."""
+    SIGTERM), final and best validation top-1/top-5 error, train error (of the last epoch's
+    augmented batches, dropout on), the clean training error (``train_eval_*``, scored as
+    validation scores) and the error on the data set's own validation images where validation
+    holds more (``val_official_*``), epochs, steps, processes, wall time, whether the run
+    learns or collapsed (``learning``), what its LRN layers and ReLUs did at the last
+    validation (``lrn``, ``dead_units``; alexnet_lit.probes), conv1's colour scores per tower
+    (``conv1_colour``, Figure 3), plus ``meta`` (ablation names, seed, init, parameter count,
+    git commit)."""
 
     def __init__(self, path: str | Path, meta: dict):
         self.path, self.meta = Path(path), dict(meta)
@@ -124,6 +172,7 @@ class ResultsWriter(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.trainer = trainer
+        self.loss_watch.chance = AT_CHANCE_LOSS * math.log(pl_module.net.classifier.fc8.out_features)
 
     def _capture(self, trainer: L.Trainer) -> None:
         self.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
@@ -151,8 +200,9 @@ class ResultsWriter(Callback):
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not trainer.sanity_checking:
-            self.val_images += len(batch[1]) * trainer.world_size  # each process holds 1/N of them
+        if not trainer.sanity_checking:  # each process holds 1/N of them
+            images = len(batch[1]) if len(batch) == 2 else int((batch[2] != TRAIN_EVAL).sum())
+            self.val_images += images * trainer.world_size
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.time()
@@ -181,14 +231,16 @@ class ResultsWriter(Callback):
             return
         self._capture(trainer)
         m = self.metrics
-        net = trainer.lightning_module.net
+        module = trainer.lightning_module
+        activity = layer_activity(m, module.net)
+        errors = {f"{prefix}_top{k}_err": _metric(m, f"{prefix}/top{k}_err")
+                  for prefix in ("val", "train", "train_eval", "val_official") for k in (1, 5)}
         write_json(self.path, dict(
             self.meta, **self.best, **extra, status=status,
-            learning=learning_verdict(net.classifier.fc8.out_features, self.loss_watch.state_dict(),
-                                      _metric(m, "val/top1_err"), self.val_images),
-            **layer_activity(m, net),
-            val_top1_err=_metric(m, "val/top1_err"), val_top5_err=_metric(m, "val/top5_err"),
-            train_top1_err=_metric(m, "train/top1_err"), train_top5_err=_metric(m, "train/top5_err"),
+            learning=learning_verdict(module.net.classifier.fc8.out_features, self.loss_watch.state_dict(),
+                                      _metric(m, "val/top1_err"), self.val_images, activity["dead_units"]),
+            **activity, conv1_colour=conv1_colour(module.net, module.hparams.model.get("towers", 1)),
+            **errors,
             epochs=trainer.current_epoch, steps=trainer.global_step, processes=trainer.world_size,
             wall_time_s=round(self.elapsed_before + time.time() - self.start, 3)))
 

@@ -108,6 +108,6 @@ class PCAColourNoise:
         self.eigvec = torch.as_tensor(np.asarray(eigvec), dtype=torch.float32)
         self.sigma = sigma
 
-    def __call__(self, batch: int) -> torch.Tensor:
-        alpha = torch.randn(batch, 3) * self.sigma
+    def __call__(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        alpha = torch.randn(batch, 3, generator=generator) * self.sigma
         return 255.0 * (alpha * self.eigval) @ self.eigvec.T

@@ -17,9 +17,10 @@ import signal
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import ImageFiles, check_policy
@@ -28,6 +29,47 @@ from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, deco
 from alexnet_lit.data.samples import split_samples
 from alexnet_lit.data.sampling import TrainLoader, TrainSampler, eval_sampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
+
+
+# What validation scores, each image tagged with its stream (ScoredImages): the data set's own
+# validation images, training images a prepared folder moved into its val split
+# (prepare --held-out-to-val), and the fixed subset of training images scored as validation
+# scores its own, for the overfitting gap the paper means (Section 4).
+OFFICIAL, HELD_OUT, TRAIN_EVAL = 0, 1, 2
+TRAIN_EVAL_SEED = 0  # the subset is a property of the data set: the same for every run and seed
+
+
+class ScoredImages(Dataset):
+    """The validation images, then the ``train_eval`` images, as (image, label, stream);
+    ``official``: per validation image, whether it is one of the data set's own."""
+
+    def __init__(self, val: Dataset, official: np.ndarray, train_eval: Dataset | None):
+        self.val, self.official, self.train_eval = val, official, train_eval
+        self.inner_collate = getattr(val, "collate_fn", None) or default_collate
+
+    def __len__(self) -> int:
+        return len(self.val) + (len(self.train_eval) if self.train_eval is not None else 0)
+
+    def __getitem__(self, index: int) -> tuple:
+        if index < len(self.val):
+            return (*self.val[index], OFFICIAL if self.official[index] else HELD_OUT)
+        return (*self.train_eval[index - len(self.val)], TRAIN_EVAL)
+
+    def collate_fn(self, samples: list[tuple]) -> tuple:
+        images, labels = self.inner_collate([(x, y) for x, y, _ in samples])
+        return images, labels, torch.tensor([s for *_, s in samples])
+
+
+def train_eval_subset(train: Dataset, wanted: int | None, val_size: int) -> Subset | None:
+    """``wanted`` training images (``None``: as many as validation has), all of them if fewer,
+    drawn once with TRAIN_EVAL_SEED; ``None`` for 0."""
+    wanted = val_size if wanted is None else wanted
+    if wanted < 0:
+        raise ValueError(f"data.train_eval_images={wanted}: expected a count of images (0: none)")
+    if wanted == 0:
+        return None
+    picked = np.random.default_rng(TRAIN_EVAL_SEED).permutation(len(train))[:wanted]
+    return Subset(train, np.sort(picked).tolist())
 
 
 def ignore_sigterm(worker_id: int) -> None:
@@ -50,7 +92,7 @@ class FolderDataModule(L.LightningDataModule):
                  image_size: int = 256, crop_size: int = 227, augment: bool = True,
                  pca_noise: bool = True, normalize: str = "paper", val_views: tuple = ("center",),
                  val_split: str = "val", synsets: bool = False, val_labels: str | None = None,
-                 on_error: str = "error"):
+                 on_error: str = "error", train_eval_images: int | None = None):
         super().__init__()
         self.save_hyperparameters(logger=False)  # train.py logs the whole resolved config
         if crop_size > image_size:
@@ -76,6 +118,9 @@ class FolderDataModule(L.LightningDataModule):
                 self.train_set, self.val_set = (PreparedJPEGs(self.root, s, decode) for s in ("train", "val"))
             else:
                 self.train_set, self.val_set = PreparedImages(self.root, "train"), PreparedImages(self.root, "val")
+            official_rows = meta.get("val_official_images")  # prepare --held-out-to-val
+            self.official = (self.val_set.rows < official_rows if official_rows is not None
+                             else np.ones(len(self.val_set), bool))
         else:
             self.classes, train = split_samples(self.root, "train", h.synsets)
             self.class_names = display_names(self.root, self.classes)
@@ -85,11 +130,14 @@ class FolderDataModule(L.LightningDataModule):
                 self.skip_log = Path(run_dir) / "skipped_images.txt"
             self.train_set, self.val_set = (ImageFiles(s, h.image_size, h.on_error, self.skip_log)
                                             for s in (train, val))
+            self.official = np.ones(len(self.val_set), bool)
             stats = PixelStats.published(h.image_size)
         if len(self.classes) != h.num_classes:
             raise ValueError(f"data.num_classes={h.num_classes} but {self.root} holds "
                              f"{len(self.classes)} classes")
         self.stats = stats
+        self.train_eval_set = train_eval_subset(self.train_set, h.train_eval_images, len(self.val_set))
+        self.val_streams = [OFFICIAL] + [HELD_OUT] * (not self.official.all()) + [TRAIN_EVAL] * (self.train_eval_set is not None)
         self.views = PaperViews(stats, h.crop_size, h.normalize, pca_noise=h.pca_noise and h.augment)
 
     def batch_device(self) -> torch.device:
@@ -118,28 +166,34 @@ class FolderDataModule(L.LightningDataModule):
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        if self.val_streams == [OFFICIAL]:
+            return self._loader(self.val_set, shuffle=False)
+        return self._loader(ScoredImages(self.val_set, self.official, self.train_eval_set), shuffle=False)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         if isinstance(batch, torch.Tensor):  # the model summary's example input: already a view
             return batch
-        images, labels = batch
+        images, labels, *streams = batch  # streams: ScoredImages's
         if isinstance(images, list):  # JPEG bytes of a compact prepared folder
             images = decode_jpegs(images, self.batch_device())
         keep = labels >= 0  # -1: a file skipped under on_error=skip
-        return (images, labels) if keep.all() else (images[keep], labels[keep])
+        return (images, labels, *streams) if keep.all() else (images[keep], labels[keep], *(s[keep] for s in streams))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """uint8 (B, S, S, 3) -> float (B, 3, c, c), or (B, 10, 3, c, c) for ten-crop. The
         ten crops hold the centre patch too: one pass over the val set serves every view."""
         if isinstance(batch, torch.Tensor):  # the model summary's example input: already a view
             return batch
-        images, labels = batch
+        images, labels, *streams = batch
         if self.trainer is not None and self.trainer.training:
+            # The views draw from a generator of their own, seeded by one number of the step's
+            # stream (alexnet_lit.resume.StepSeeds), drawn whatever the view: the dropout masks
+            # drawn after it are the same whether an ablation draws crops and colours or not.
+            seed = int(torch.randint(2 ** 62, ()))
             view = "random" if self.hparams.augment else "center"
-        else:
-            view = "tencrop" if "tencrop" in self.hparams.val_views else "center"
-        return self.views(images, view), labels
+            return self.views(images, view, torch.Generator().manual_seed(seed)), labels
+        view = "tencrop" if "tencrop" in self.hparams.val_views else "center"
+        return self.views(images, view), labels, *streams
 
     def teardown(self, stage: str) -> None:
         if self.skip_log is not None and self.skip_log.is_file():

@@ -134,10 +134,13 @@ def _run(chunks: list[Chunk], workers: int, progress: bool) -> None:
 
 def write_prepared(out: Path, classes: list[str], source: str, image_size: int,
                    splits: dict[str, np.ndarray], sums: PixelSums, skipped: list[str],
-                   storage: str = "raw", class_names: list[str] | None = None) -> dict:
+                   storage: str = "raw", class_names: list[str] | None = None,
+                   val_official_images: int | None = None) -> dict:
     """Finish a prepared folder: statistics, report and, last, the marker. ``splits`` maps
     each split to its labels (-1 for a skipped file); ``class_names`` are the classes' words
-    (alexnet_lit.data.ilsvrc.display_names), the class names themselves if not given."""
+    (alexnet_lit.data.ilsvrc.display_names), the class names themselves if not given;
+    ``val_official_images``: how many rows of the val split, from its start, are the data
+    set's own validation images (the rest are held-out training images)."""
     save_stats(sums.stats(source=str(out / STATS)), out / STATS)
     (out / SKIPPED).write_text("".join(f"{line}\n" for line in skipped))
     encoding = {} if storage == "raw" else dict(jpeg_quality=JPEG_QUALITY)
@@ -145,6 +148,8 @@ def write_prepared(out: Path, classes: list[str], source: str, image_size: int,
                 classes=classes, class_names=class_names or classes,
                 splits={name: dict(images=int((labels >= 0).sum()), skipped=int((labels < 0).sum()))
                         for name, labels in splits.items()})
+    if val_official_images is not None:
+        meta["val_official_images"] = val_official_images
     (out / f"{MARKER}.partial").write_text(json.dumps(meta, indent=1))
     os.replace(out / f"{MARKER}.partial", out / MARKER)
     return meta
@@ -183,33 +188,36 @@ def _finish(out: Path, plan: dict) -> dict:
         if plan["storage"] == "jpeg":
             np.save(out / name / "index.npy", index)
     meta = write_prepared(out, plan["classes"], plan["source"], plan["image_size"], labels, sums, skipped,
-                          plan["storage"], display_names(Path(plan["source"]), plan["classes"]))
+                          plan["storage"], display_names(Path(plan["source"]), plan["classes"]),
+                          plan.get("val_official_images"))
     for name in plan["splits"]:
         shutil.rmtree(out / name / "chunks")
     return meta
 
 
-def first_per_class(samples: Samples, n: int) -> Samples:
-    """The first ``n`` samples of each class, in the listing's order."""
+def first_per_class(samples: Samples, n: int) -> tuple[Samples, Samples]:
+    """The first ``n`` samples of each class, in the listing's order, and the rest."""
     if n < 1:
         raise ValueError(f"train_per_class={n}: expected a positive number of images")
     taken = Counter()
-    kept = []
+    kept, rest = [], []
     for path, label in samples:
         taken[label] += 1
-        if taken[label] <= n:
-            kept.append((path, label))
-    return kept
+        (kept if taken[label] <= n else rest).append((path, label))
+    return kept, rest
 
 
 def prepare(source, out, layout: str = "folder", image_size: int = 256, workers: int | None = None,
             on_error: str = "error", val_split: str = "val", val_labels: str | None = None,
             chunk_size: int = 1000, progress: bool = True, storage: str = "raw",
-            train_per_class: int | None = None) -> dict:
+            train_per_class: int | None = None, held_out_to_val: bool = False) -> dict:
     """Prepare ``source`` (train/ and val_split/, see alexnet_lit.data.samples) into ``out``,
     stored ``raw`` or as ``jpeg``; resumes a run that stopped, returns prepared.json's contents.
     ``train_per_class``: keep only the first N training images of each class (by file name),
-    a smaller training set beside the whole validation set."""
+    a smaller training set beside the whole validation set; ``held_out_to_val``: the training
+    images it leaves out are appended to the validation split, after the official ones (their
+    count is ``val_official_images`` in prepared.json, each row's source file in files.txt),
+    so that more images score each run."""
     check_policy(on_error)
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}: expected one of {list(LAYOUTS)}")
@@ -217,15 +225,23 @@ def prepare(source, out, layout: str = "folder", image_size: int = 256, workers:
         raise ValueError(f"storage={storage!r}: expected one of {list(STORAGE)}")
     source, out = Path(source).expanduser().resolve(), Path(out).expanduser()
     classes, train = split_samples(source, "train", synsets=layout == "imagenet")
+    if held_out_to_val and train_per_class is None:
+        raise ValueError("held_out_to_val needs train_per_class: without it no training image is left out")
+    held_out = []
     if train_per_class is not None:
-        train = first_per_class(train, train_per_class)
+        train, held_out = first_per_class(train, train_per_class)
     _, val = split_samples(source, val_split, layout == "imagenet", classes, val_labels)
+    official = len(val)
+    if held_out_to_val:
+        val = val + held_out
     splits = {"train": train, "val": val}
     plan = dict(format=FORMAT, source=str(source), layout=layout, image_size=image_size,
                 storage=storage, chunk_size=chunk_size, classes=classes,
                 splits={name: dict(images=len(s), digest=_digest(s, source)) for name, s in splits.items()})
     if train_per_class is not None:
         plan["train_per_class"] = train_per_class
+    if held_out_to_val:
+        plan["val_official_images"] = official
     out.mkdir(parents=True, exist_ok=True)
     _start(out, plan, splits, source)
     if is_prepared(out):

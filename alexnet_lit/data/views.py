@@ -54,7 +54,8 @@ class PaperViews:
         self.crop_size = crop_size
         self.colour_noise = PCAColourNoise(stats.eigval, stats.eigvec) if pca_noise else None
 
-    def __call__(self, images: torch.Tensor, view: str) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, view: str, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``generator``: where the ``random`` view's offsets, mirrors and colours come from."""
         batch, size, c, device = images.shape[0], images.shape[1], self.crop_size, images.device
         if images.shape[1:] != self.mean.shape:
             raise ValueError(f"images of shape {tuple(images.shape[1:])} but a mean image of "
@@ -66,12 +67,12 @@ class PaperViews:
             centred.mul_(self.scale)
         crops = windows(centred, c)
         if view == "random":  # offsets, mirrors and colours drawn on the host: no device sync
-            top, left = to_device(torch.randint(0, size - c + 1, (2, batch)), device)
+            top, left = to_device(torch.randint(0, size - c + 1, (2, batch), generator=generator), device)
             x = crops[torch.arange(batch, device=device), top, left]  # (B, c, c, 3)
-            mirrored = to_device(torch.nonzero(torch.rand(batch) < 0.5)[:, 0], device)
+            mirrored = to_device(torch.nonzero(torch.rand(batch, generator=generator) < 0.5)[:, 0], device)
             x[mirrored] = x[mirrored].flip(2)
             if self.colour_noise is not None:
-                noise = to_device(self.colour_noise(batch), device)
+                noise = to_device(self.colour_noise(batch, generator), device)
                 x += (noise if self.scale is None else noise * self.scale).view(batch, 1, 1, 3)
             x = x[:, None]
         elif view == "center":

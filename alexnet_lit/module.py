@@ -108,13 +108,9 @@ class AlexNetModule(L.LightningModule):
         for name, active in activity.active.items():
             self.dead_units[name].update(active)
             self.log(f"dead/{name}", self.dead_units[name])
-        validation = streams[0] != TRAIN_EVAL if streams else slice(None)
+        validation = streams[0] != TRAIN_EVAL if streams else torch.ones_like(labels, dtype=torch.bool)
         for view, metrics, mean_loss in zip(self.hparams.val_views, self.val_metrics, self.val_losses):
-            scores, losses = self.view_scores(logits[validation], labels[validation], view)
-            metrics.update(scores, labels[validation])
-            mean_loss.update(losses)
-            self.log(f"{metrics.prefix}loss", mean_loss)
-            self.log_dict(metrics)
+            self.score(logits[validation], labels[validation], view, metrics, mean_loss)
         if not streams:
             return
         datamodule_streams = self.trainer.datamodule.val_streams
@@ -122,11 +118,20 @@ class AlexNetModule(L.LightningModule):
             if stream not in datamodule_streams or (stream == OFFICIAL and HELD_OUT not in datamodule_streams):
                 continue  # val/... is the official error where nothing is held out
             chosen = streams[0] == stream
-            scores, losses = self.view_scores(logits[chosen], labels[chosen], self.hparams.val_views[0])
-            self.stream_metrics[prefix].update(scores, labels[chosen])
-            self.stream_losses[prefix].update(losses)
-            self.log(f"{prefix}/loss", self.stream_losses[prefix])
-            self.log_dict(self.stream_metrics[prefix])
+            self.score(logits[chosen], labels[chosen], self.hparams.val_views[0],
+                       self.stream_metrics[prefix], self.stream_losses[prefix])
+
+    def score(self, logits: torch.Tensor, labels: torch.Tensor, view: str, metrics: MetricCollection,
+              mean_loss: MeanMetric) -> None:
+        """Update ``metrics`` and ``mean_loss`` with a view's scores of these images (none: a
+        batch of other streams), and log them: every process logs every key in every batch,
+        so the epoch's reduction across processes sees the same keys everywhere."""
+        if len(labels):
+            scores, losses = self.view_scores(logits, labels, view)
+            metrics.update(scores, labels)
+            mean_loss.update(losses)
+        self.log(f"{metrics.prefix}loss", mean_loss)
+        self.log_dict(metrics)
 
     @staticmethod
     def view_scores(logits: torch.Tensor, labels: torch.Tensor, view: str) -> tuple[torch.Tensor, torch.Tensor]:

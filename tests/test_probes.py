@@ -2,6 +2,7 @@
 computation, dead units, and the learning verdict (at chance, learns, with or without a loss spike)."""
 import json
 import math
+from collections import OrderedDict
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from alexnet_lit.lrn import LRN
-from alexnet_lit.probes import LayerActivity
-from alexnet_lit.results import learning_verdict
+from alexnet_lit.probes import DeadUnits, LayerActivity, relu_units
+from alexnet_lit.results import AT_CHANCE_STEPS, DEAD_LAYER, learning_verdict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,19 +46,33 @@ def test_lrn_divisor_statistics_match_a_direct_computation():
     assert activity.stats["lrn/norm1_divisor_p95"] == pytest.approx(2.0 ** 0.75, rel=1e-3)
 
 
-def test_dead_units_are_those_silent_for_the_whole_batch():
+def test_dead_units_are_those_silent_for_every_image_scored():
     net = nn.Sequential()
     net.add_module("act6", nn.ReLU())
     x = torch.randn(8, 10)
     x[:, :3] = -1.0  # three units dead on every image
     x[0, 3] = 5.0  # alive on one image only: not dead
     x[1:, 3] = -1.0
+    x[:, 4] = -1.0  # silent on this batch, alive on the next: not dead either
+    dead = DeadUnits(10)
+    with LayerActivity(net, lrn=False) as activity:
+        net(x)
+    assert activity.stats == {}  # no LRN statistics asked for
+    dead.update(activity.active["act6"])
+    assert dead.compute() == pytest.approx(0.4)
+    y = x.clone()
+    y[:, 4] = 1.0
     with LayerActivity(net) as activity:
-        net(x)
-    assert activity.stats["dead/act6"] == pytest.approx(0.3)
-    with LayerActivity(net, enabled=False) as activity:
-        net(x)
-    assert activity.stats == {} and not net[0]._forward_hooks
+        net(y)
+    dead.update(activity.active["act6"])
+    assert dead.compute() == pytest.approx(0.3)
+    assert not net[0]._forward_hooks  # the hooks are removed on exit
+
+
+def test_relu_units_counts_each_relu_layers_units():
+    net = nn.Sequential(OrderedDict(conv1=nn.Conv2d(3, 5, 3), act1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+                                    flat=nn.Flatten(), fc6=nn.Linear(5, 7), act6=nn.ReLU(), fc8=nn.Linear(7, 2)))
+    assert relu_units(net) == {"act1": 5, "act6": 7}
 
 
 @pytest.mark.parametrize("watch, val_err, verdict", [
@@ -69,9 +84,27 @@ def test_dead_units_are_those_silent_for_the_whole_batch():
     ({"first": 2.3, "largest": 2.35, "step": 0}, 0.85, "learns"),  # 15%: 5 sd above chance
 ])
 def test_learning_verdict(watch, val_err, verdict):
-    result = learning_verdict(10, watch, val_err, val_images=1000)
+    result = learning_verdict(10, watch, val_err, val_images=1000, dead_units={"act6": 0.5})
     assert result["verdict"] == verdict
     assert result["chance_loss"] == pytest.approx(math.log(10), abs=1e-4)
+    assert result["collapsed"] == verdict.endswith("at chance")
+
+
+@pytest.mark.parametrize("dead, at_chance, reasons", [
+    ({"act6": 0.5, "act7": DEAD_LAYER}, 0, []),  # at the bound: not beyond it
+    ({"act6": 0.5, "act7": 0.97}, 0, ["act7: 97% of its units dead"]),
+    ({"act7": 0.2}, 301, ["training loss at chance for 50% of its steps"]),  # 301 of 600: more than half
+    ({"act7": 0.2}, 300, []),
+])
+def test_the_collapse_rule_catches_runs_that_learn_a_little(dead, at_chance, reasons):
+    """A run above chance (17% accuracy: far beyond 3 binomial sd of 10% on 8,000 images) whose
+    last hidden layer died, or whose loss sat at chance most of the time, is collapsed, not learning."""
+    watch = {"first": 2.3, "largest": 2.4, "step": 0, "steps": 600, "at_chance": at_chance}
+    result = learning_verdict(10, watch, 0.826, val_images=8000, dead_units=dead)
+    assert result["collapse_reasons"] == reasons
+    assert result["verdict"] == ("collapsed" if reasons else "learns")
+    assert result["collapsed"] == bool(reasons)
+    assert AT_CHANCE_STEPS == 0.5
 
 
 @pytest.mark.slow

@@ -227,8 +227,8 @@ def by_seed(runs: list[Run], metric: str) -> dict[int, float]:
     return values
 
 
-def clean_gaps(runs: list[Run], train: str = "train_eval_top1") -> list[float]:
-    """Each run's validation minus training top-1 error (points), clean by default."""
+def overfit_gaps(runs: list[Run], train: str = "train_eval_top1") -> list[float]:
+    """Each run's validation minus training top-1 error (points), the clean one by default."""
     return [100 * (r.val_top1 - getattr(r, train)) for r in runs
             if r.val_top1 is not None and getattr(r, train) is not None]
 
@@ -258,6 +258,7 @@ class Comparison:
 
 
 def compare(arm: list[Run], base: list[Run], metric: str) -> Comparison:
+    """``arm`` against ``base`` on ``metric`` over their completed runs' seeds."""
     x, y = by_seed(arm, metric), by_seed(base, metric)
     pairs = paired(x, y)
     if not pairs.seeds:
@@ -271,18 +272,18 @@ def summarise(runs: list[Run], paper: dict[str, dict], bound: float = BOUND) -> 
     present = {r.ablation for r in runs}
     names = [n for n in paper if n in present] + sorted(present - set(paper))
     done = {name: [r for r in runs if r.ablation == name and r.status == "completed"] for name in names}
-    base = done.get("none", [])
     learned = {name: all((r.learning or "unknown") in LEARNED for r in done[name]) for name in names}
     rows = []
     for name in names:
-        arm = done[name]
+        arm, base = done[name], done.get("none", [])
         row = dict(ablation=name, paper=paper.get(name), counts=Counter(r.status for r in runs if r.ablation == name),
-                   stats={m: Stat.of(percent(arm, m)) for m in METRICS}, gap=Stat.of(clean_gaps(arm)),
-                   collapsed=[r.seed for r in arm if r.collapsed], known_collapse=sum(r.collapsed is not None for r in arm),
+                   stats={m: Stat.of(percent(arm, m)) for m in METRICS}, gap=Stat.of(overfit_gaps(arm)),
+                   collapsed=[r.seed for r in arm if r.collapsed],
+                   collapse_known=sum(r.collapsed is not None for r in arm),
                    learning=Counter(r.learning or "unknown" for r in arm), lrn=mean_lrn(arm),
                    judged=judged_metric(paper.get(name), arm + base),
-                   comparable=learned[name] and learned.get("none", True))
-        row["vs_none"] = {m: compare(arm, base, m) for m in METRICS} if name != "none" else {}
+                   comparable=learned[name] and learned.get("none", True),
+                   vs_none={m: compare(arm, base, m) for m in METRICS} if name != "none" else {})
         row["verdict"] = agreement(row, bound)
         rows.append(row)
     return rows
@@ -368,12 +369,12 @@ def fmt_pairs(row: dict) -> str:
 
 
 def fmt_collapsed(row: dict) -> str:
-    return f"{len(row['collapsed'])} of {row['known_collapse']}" if row["known_collapse"] else "—"
+    return f"{len(row['collapsed'])} of {row['collapse_known']}" if row["collapse_known"] else "—"
 
 
 def fmt_learning(learning: Counter) -> str:
     """'3 learns', '2 learns, 1 exploded and at chance'."""
-    return ", ".join(f"{n} {verdict}" for verdict, n in sorted(learning.items(), key=lambda kv: (-kv[1], kv[0])))
+    return ", ".join(f"{n} {name}" for name, n in sorted(learning.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def fmt_lrn(lrn: dict[str, float]) -> str:
@@ -423,7 +424,7 @@ def setting_lines(runs: list[Run]) -> list[str]:
 def fixed_line(runs: list[Run], seeds: str | None, bound: float) -> list[str]:
     """What was fixed before the sweep: adding seeds until a verdict appears is optional stopping."""
     found = fmt_seeds({r.seed for r in runs if r.seed is not None}) or "none"
-    sweep = f"`{seeds}` (the sweep's), runs found for {found}" if seeds else f"{found} (the runs')"
+    sweep = f"`{seeds}` (the sweep's), runs found for seeds {found}" if seeds else f"{found} (the runs')"
     return [f"Fixed before the sweep: the seeds, {sweep}; the equivalence bound B = ±{bound:g} points; and "
             f"the collapse rule: a run collapsed where a ReLU layer has more than {DEAD_LAYER:.0%} of its "
             f"units silent on every image its last validation scored, or where its training loss stayed "
@@ -431,24 +432,26 @@ def fixed_line(runs: list[Run], seeds: str | None, bound: float) -> list[str]:
             "(alexnet_lit.results). Adding seeds until a verdict appears would be optional stopping.", ""]
 
 
+GAP_TRAINING = {  # the training error a gap is measured against, the first the runs have
+    "train_eval_top1": "clean training top-1 error: training images scored as validation scores its own, "
+                       "centre crop, no colour noise, dropout off",
+    "train_top1": "training top-1 error of the last epoch's augmented batches with dropout on, which "
+                  "overstates the error on the training images themselves; no clean one was measured"}
+
+
 def overfitting_line(runs: list[Run]) -> list[str]:
     """Does ``none`` overfit? Its runs' gap between validation and clean training top-1 error
     (that of augmented, dropped-out batches where no clean one was measured): the regularisers'
     rows mean something only where it is clearly above 0."""
     done = [r for r in runs if r.ablation == "none" and r.status == "completed"]
-    gaps, how = clean_gaps(done), ("clean training top-1 error: training images scored as validation "
-                                   "scores its own, centre crop, no colour noise, dropout off")
-    if not gaps:
-        gaps, how = clean_gaps(done, "train_top1"), (
-            "training top-1 error of the last epoch's augmented batches with dropout on, which "
-            "overstates the error on the training images themselves; no clean one was measured")
-    if not gaps:
-        return []
     regularisers = ", ".join(f"`{name}`" for name in REGULARISERS)
-    return [f"`none` overfits by {statistics.fmean(gaps):.1f} percentage points (validation minus {how}; "
-            f"{min(gaps):.1f} to {max(gaps):.1f} over {len(gaps)} runs). This gap is the condition for the "
-            f"regularisers' rows ({regularisers}) to mean anything: where it is not clearly above 0 there "
-            "is no overfitting for them to prevent.", ""]
+    for train, how in GAP_TRAINING.items():
+        if gaps := overfit_gaps(done, train):
+            return [f"`none` overfits by {statistics.fmean(gaps):.1f} percentage points (validation minus "
+                    f"{how}; {min(gaps):.1f} to {max(gaps):.1f} over {len(gaps)} runs). This gap is the "
+                    f"condition for the regularisers' rows ({regularisers}) to mean anything: where it is "
+                    "not clearly above 0 there is no overfitting for them to prevent.", ""]
+    return []
 
 
 def header_lines(rows: list[dict], bound: float) -> list[str]:

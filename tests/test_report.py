@@ -91,7 +91,8 @@ def test_the_report_puts_our_changes_beside_the_papers(sweep):
     report.main([str(sweep)])
     text = (sweep / "report.md").read_text()
     rows = report_table(text)
-    assert list(rows) == ["none", "tanh", "no_lrn", "no_overlap", "no_pca", "no_dropout", "no_conv3"]  # the paper's order
+    # the paper's order
+    assert list(rows) == ["none", "tanh", "no_lrn", "no_overlap", "no_pca", "no_dropout", "no_conv3"]
     none, tanh, no_lrn, no_overlap, no_pca, no_dropout, no_conv3 = rows.values()
     assert len(none) == len(report.COLUMNS)  # no official-validation columns: no run measured them
     assert none[2:10] == ["3", "0 of 3", "41.0 ± 1.0", "—", "40.7", "19.0 ± 1.0", "—", "18.2"]
@@ -130,7 +131,7 @@ def test_the_report_puts_our_changes_beside_the_papers(sweep):
     assert none[19] == "norm1 1.25, norm2 1.00" and no_lrn[19] == "off"
     assert "classes 10; init paper; inputs raw RGB minus the mean image" in text
     assert "epochs 30; views center" in text and "80,000 parameters" in text
-    assert ("Fixed before the sweep: the seeds, `0,1` (the sweep's), runs found for 0-3; the equivalence "
+    assert ("Fixed before the sweep: the seeds, `0,1` (the sweep's), runs found for seeds 0-3; the equivalence "
             "bound B = ±2 points; and the collapse rule: a run collapsed where a ReLU layer has more than "
             "90% of its units silent on every image its last validation scored, or where its training "
             "loss stayed above 0.95 ln(classes) for more than 50% of its steps") in text

@@ -246,3 +246,14 @@ def test_bad_input_names_the_file(sweep, tmp_path):
     with pytest.raises(SystemExit):
         report.main([])  # neither a sweep folder nor --wandb
     assert not (sweep / "report.md").exists()
+
+
+def test_the_sweeps_seeds_are_the_command_lines_else_the_presets(tmp_path):
+    hydra = {"sweeper": {"params": {"+ablation": "glob(*)", "seed": "range(0,10)"}},
+             "overrides": {"task": ["experiment=table_cpu"]}}
+    OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
+    assert report.sweep_seeds(tmp_path) == "range(0,10)"
+    hydra["overrides"]["task"].append("seed=0,1")
+    OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
+    assert report.sweep_seeds(tmp_path) == "0,1"
+    assert report.sweep_seeds(tmp_path / "elsewhere") is None

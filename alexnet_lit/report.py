@@ -1,21 +1,28 @@
 """The ablation table beside the paper's.
 
-    python -m alexnet_lit.report SWEEP_DIR                      # the jobs' results.json, no network
+    python -m alexnet_lit.report SWEEP_DIR [--bound B]          # the jobs' results.json, no network
     python -m alexnet_lit.report --wandb ENTITY/PROJECT --group G   # the same from the W&B API
     python -m alexnet_lit.report --figure1 SWEEP_DIR            # Figure 1 (alexnet_lit.figure1)
 
 writes ``report.md`` and ``report.png`` (into SWEEP_DIR, or ``--out``): the setting of the runs
-(network size, init, inputs, epochs, views, classes), then per ablation our final validation
-top-1 and top-5 error (mean ± sd over seeds, n completed runs), the change against ``none``
-with its 95% Welch t-interval, the paper's change beside it (``alexnet_lit/paper_table.csv``, the
-one place its numbers live), a verdict (agrees or disagrees where the interval excludes 0,
-not resolved where it holds 0), whether every run learned, and what LRN did. Runs still going
-or failed are counted as such.
+(network size, init, inputs, epochs, views, classes), what was fixed before the sweep (seeds,
+the equivalence bound B, the collapse rule), ``none``'s clean gap (validation minus clean
+training error: the condition for the regularisers' rows to mean anything), then per ablation
+our final errors (mean ± sd over seeds, n completed runs, how many collapsed), the change
+against ``none`` of the same seed with its paired 95% t-interval (alexnet_lit.stats; runs of
+one seed share their random numbers), Welch's unpaired interval over the same runs beside it
+with the ratio of their widths, the paper's change (``alexnet_lit/paper_table.csv``, the one
+place its numbers live), a verdict from the paired interval (agrees or disagrees where it
+excludes 0, no effect beyond ±B where it lies inside ±B, else not resolved), the clean gap,
+the error on the data set's own validation images where validation holds more, whether every
+run learned, and what LRN did; then each seed's difference and Figure 3's towers (conv1's
+colour specificity). Collapsed runs are kept in every statistic and flagged; a row with a run
+at chance gets no verdict. Runs still going or failed are counted as such. From W&B the
+errors are read from the runs' summaries; collapse and conv1's colours are unknown there.
 """
 import argparse
 import csv
 import json
-import math
 import shlex
 import statistics
 import sys
@@ -24,12 +31,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from scipy import stats as scipy_stats
 
 from alexnet_lit import figure1
+from alexnet_lit.results import AT_CHANCE_LOSS, AT_CHANCE_STEPS, DEAD_LAYER
+from alexnet_lit.stats import Delta, Paired, Stat, paired, split_p_value, verdict, welch
 
 PAPER_TABLE = Path(__file__).resolve().parent / "paper_table.csv"  # package data
-METRICS = {"val_top1": "val top-1", "val_top5": "val top-5", "train_top1": "train top-1"}
+PAPER_METRICS = ("val_top1", "val_top5", "train_top1")  # the columns paper_table.csv may judge on
+# Our errors, as results.json's ``<name>_err`` and W&B's ``<prefix>/<topk>_err``: the first
+# three are in every results.json; the clean training error and the official validation
+# error where the run measured them.
+METRICS = {"val_top1": "val top-1", "val_top5": "val top-5", "train_top1": "train top-1",
+           "train_eval_top1": "clean train top-1", "train_eval_top5": "clean train top-5",
+           "val_official_top1": "official val top-1", "val_official_top5": "official val top-5"}
+OFFICIAL = ("val_official_top1", "val_official_top5")
+REGULARISERS = ("no_dropout", "no_augment", "no_pca", "no_weight_decay")
+LEARNED = ("learns", "learns after a loss spike", "collapsed", "unknown")  # not at chance
+BOUND = 2.0  # percentage points: the default equivalence bound
 WANDB_STATUS = {"finished": "completed", "running": "running", "failed": "failed",
                 "crashed": "failed", "killed": "failed", "preempted": "interrupted"}
 
@@ -40,14 +58,20 @@ class Run:
     ablation: str  # the ablation names joined by '+'
     seed: int | None
     status: str  # running | completed | failed | interrupted
-    val_top1: float | None
-    val_top5: float | None
-    train_top1: float | None
     source: str  # the job folder or W&B run
+    val_top1: float | None = None
+    val_top5: float | None = None
+    train_top1: float | None = None
+    train_eval_top1: float | None = None  # the clean training error (scored as validation)
+    train_eval_top5: float | None = None
+    val_official_top1: float | None = None  # the data set's own validation images, where val holds more
+    val_official_top5: float | None = None
     wall_time_s: float | None = None
     learning: str | None = None  # results.json's learning verdict (results.learning_verdict)
+    collapsed: bool | None = None  # results.json's learning.collapsed
     lrn: dict | None = None  # per LRN layer: the divisor's mean over k ** beta
     setting: dict | None = None  # what the run was (SETTING's keys)
+    conv1_colour: dict | None = None  # results.conv1_colour: Figure 3's scores, per tower
 
 
 # What a comparison with the paper must state about the runs behind it (the config's keys).
@@ -81,13 +105,22 @@ def run_from_results(path: Path) -> Run:
         setting = setting_of(OmegaConf.to_container(OmegaConf.load(config))) if config.is_file() else None
         if setting is not None:
             setting["parameters"] = r.get("params")
-        return Run("+".join(r["ablation"]), r["seed"], r["status"], r["val_top1_err"], r["val_top5_err"],
-                   r["train_top1_err"], str(path.parent), r["wall_time_s"],
-                   (r.get("learning") or {}).get("verdict"), lrn_ratios(r.get("lrn")), setting)
+        learning = r.get("learning") or {}
+        return Run("+".join(r["ablation"]), r["seed"], r["status"], str(path.parent),
+                   **{m: r[f"{m}_err"] if m in PAPER_METRICS else r.get(f"{m}_err") for m in METRICS},
+                   wall_time_s=r["wall_time_s"], learning=learning.get("verdict"),
+                   collapsed=learning.get("collapsed"), lrn=lrn_ratios(r.get("lrn")), setting=setting,
+                   conv1_colour=r.get("conv1_colour"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
     except KeyError as error:
         raise ValueError(f"{path}: no key {error}; written by an older alexnet_lit?") from None
+
+
+def logged_key(metric: str) -> str:
+    """The metric's name as training logs it: ``train_eval_top1`` -> ``train_eval/top1_err``."""
+    prefix, k = metric.rsplit("_", 1)
+    return f"{prefix}/{k}_err"
 
 
 def run_from_wandb(config: dict, summary: dict, state: str, source: str) -> Run:
@@ -97,10 +130,9 @@ def run_from_wandb(config: dict, summary: dict, state: str, source: str) -> Run:
     setting = dict(setting_of(config), parameters=config.get("params"))
     lrn_cfg = (config.get("model") or {}).get("lrn")
     k_beta = lrn_cfg["k"] ** lrn_cfg["beta"] if lrn_cfg else None
-    return Run("+".join(config["ablation"]), config.get("seed"), WANDB_STATUS.get(state, state),
-               summary.get("val/top1_err"), summary.get("val/top5_err"), summary.get("train/top1_err"),
-               source, summary.get("_runtime"), None,
-               {n: v / k_beta for n, v in lrn.items()} if k_beta and lrn else None, setting)
+    return Run("+".join(config["ablation"]), config.get("seed"), WANDB_STATUS.get(state, state), source,
+               **{m: summary.get(logged_key(m)) for m in METRICS}, wall_time_s=summary.get("_runtime"),
+               lrn={n: v / k_beta for n, v in lrn.items()} if k_beta and lrn else None, setting=setting)
 
 
 def sweep_runs(sweep_dir: Path) -> tuple[list[Run], list[Path]]:
@@ -132,13 +164,31 @@ def wandb_runs(path: str, group: str) -> list[Run]:
         raise ValueError(f"--wandb {path} --group {group}: {error}") from None
 
 
+def multirun_hydra(sweep_dir: Path):
+    """The ``hydra`` node of the sweep's multirun.yaml, or None without one."""
+    path = sweep_dir / "multirun.yaml"
+    return OmegaConf.load(path).hydra if path.is_file() else None
+
+
 def sweep_command(sweep_dir: Path) -> str | None:
     """The command line that started the sweep, from Hydra's multirun.yaml."""
-    path = sweep_dir / "multirun.yaml"
-    if not path.is_file():
+    hydra = multirun_hydra(sweep_dir)
+    if hydra is None:
         return None
-    overrides = OmegaConf.load(path).hydra.overrides.task
-    return "python -m alexnet_lit.train -m " + " ".join(shlex.quote(o) for o in overrides)
+    return "python -m alexnet_lit.train -m " + " ".join(shlex.quote(o) for o in hydra.overrides.task)
+
+
+def sweep_seeds(sweep_dir: Path) -> str | None:
+    """The sweep's seeds as its multirun.yaml gives them (``0,1,2``, ``range(0,10)``): the
+    command line's ``seed=``, else the preset's ``hydra.sweeper.params.seed``."""
+    hydra = multirun_hydra(sweep_dir)
+    if hydra is None:
+        return None
+    given = [o.split("=", 1)[1] for o in hydra.overrides.task if o.startswith("seed=")]
+    if given:
+        return given[-1]
+    preset = OmegaConf.select(hydra, "sweeper.params.seed", default=None)
+    return None if preset is None else str(preset)
 
 
 def paper_table(path: Path = PAPER_TABLE) -> dict[str, dict]:
@@ -152,83 +202,90 @@ def paper_table(path: Path = PAPER_TABLE) -> dict[str, dict]:
     for row in csv.DictReader(path.open(encoding="utf-8")):
         for key in ("paper_top1", "paper_top5"):
             row[key] = float(row[key]) if row[key] else None
-        if row["metric"] not in METRICS:
+        if row["metric"] not in PAPER_METRICS:
             raise ValueError(f"{path}: row {row['ablation']!r} has metric {row['metric']!r}; "
-                             f"expected one of {list(METRICS)}")
+                             f"expected one of {list(PAPER_METRICS)}")
         rows[row["ablation"]] = row
     return rows
 
 
-CONFIDENCE = 0.95
+def percent(runs: list[Run], metric: str) -> list[float]:
+    """The runs' known values of ``metric``, in percent."""
+    return [100 * getattr(r, metric) for r in runs if getattr(r, metric) is not None]
+
+
+def by_seed(runs: list[Run], metric: str) -> dict[int, float]:
+    """``metric`` in percent by seed, for pairing; two runs of one seed are an error."""
+    values = {}
+    for run in runs:
+        if run.seed is None or getattr(run, metric) is None:
+            continue
+        if run.seed in values:
+            raise ValueError(f"two completed `{run.ablation}` runs of seed {run.seed} (one is {run.source}): "
+                             "report each sweep on its own")
+        values[run.seed] = 100 * getattr(run, metric)
+    return values
+
+
+def overfit_gaps(runs: list[Run], train: str = "train_eval_top1") -> list[float]:
+    """Each run's validation minus training top-1 error (points), the clean one by default."""
+    return [100 * (r.val_top1 - getattr(r, train)) for r in runs
+            if r.val_top1 is not None and getattr(r, train) is not None]
+
+
+def judged_metric(paper_row: dict | None, runs: list[Run]) -> str:
+    """The metric the row's verdict is on: the paper's; for a claim on training error the
+    clean training error where every run (of the row and of ``none``) has it."""
+    metric = paper_row["metric"] if paper_row else "val_top1"
+    if metric == "train_top1" and runs and all(r.train_eval_top1 is not None for r in runs):
+        return "train_eval_top1"
+    return metric
 
 
 @dataclass
-class Delta:
-    """A difference of two means (percentage points) with its Welch t-interval: ``low`` and
-    ``high`` are None without two runs on each side or with no spread at all."""
-    value: float
-    low: float | None = None
-    high: float | None = None
+class Comparison:
+    """An arm against ``none`` on one metric: paired over seeds, and Welch's on the same runs."""
+    paired: Paired
+    welch: Delta | None
 
     @property
-    def resolved(self) -> bool:
-        """The interval excludes 0."""
-        return self.low is not None and (self.low > 0 or self.high < 0)
-
-
-@dataclass
-class Stat:
-    """Mean and sample standard deviation, in percent, over n completed runs."""
-    mean: float
-    sd: float | None
-    n: int
-
-    @classmethod
-    def of(cls, values: list[float | None]) -> "Stat | None":
-        values = [100 * v for v in values if v is not None and not math.isnan(v)]
-        if not values:
+    def ratio(self) -> float | None:
+        """The paired interval's width over Welch's: how much pairing narrowed it."""
+        p, w = self.paired.delta, self.welch
+        if p is None or p.width is None or w is None or not w.width:
             return None
-        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None,
-                   len(values))
-
-    def minus(self, other: "Stat") -> Delta:
-        """The difference of means and its CONFIDENCE Welch t-interval (unequal variances, the
-        Welch-Satterthwaite degrees of freedom): with 2 or 3 runs a side it is wide, as it must be."""
-        value = self.mean - other.mean
-        if self.sd is None or other.sd is None:
-            return Delta(value)
-        a, b = self.sd ** 2 / self.n, other.sd ** 2 / other.n
-        if a + b == 0:
-            return Delta(value)
-        dof = (a + b) ** 2 / (a ** 2 / (self.n - 1) + b ** 2 / (other.n - 1))
-        half = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * math.sqrt(a + b)
-        return Delta(value, value - half, value + half)
+        return p.width / w.width
 
 
-def summarise(runs: list[Run], paper: dict[str, dict]) -> list[dict]:
+def compare(arm: list[Run], base: list[Run], metric: str) -> Comparison:
+    """``arm`` against ``base`` on ``metric`` over their completed runs' seeds."""
+    x, y = by_seed(arm, metric), by_seed(base, metric)
+    pairs = paired(x, y)
+    if not pairs.seeds:
+        return Comparison(pairs, None)
+    return Comparison(pairs, welch(Stat.of([x[s] for s in pairs.seeds]), Stat.of([y[s] for s in pairs.seeds])))
+
+
+def summarise(runs: list[Run], paper: dict[str, dict], bound: float = BOUND) -> list[dict]:
     """One row per ablation that has runs: the paper's order first, then any others
     (combinations)."""
     present = {r.ablation for r in runs}
     names = [n for n in paper if n in present] + sorted(present - set(paper))
-    stats = {}
-    for name in names:
-        done = [r for r in runs if r.ablation == name and r.status == "completed"]
-        stats[name] = {m: Stat.of([getattr(r, m) for r in done]) for m in METRICS}
+    done = {name: [r for r in runs if r.ablation == name and r.status == "completed"] for name in names}
+    learned = {name: all((r.learning or "unknown") in LEARNED for r in done[name]) for name in names}
     rows = []
     for name in names:
-        mine = [r for r in runs if r.ablation == name]
-        done = [r for r in mine if r.status == "completed"]
-        row = dict(ablation=name, paper=paper.get(name), stats=stats[name],
-                   counts=Counter(r.status for r in mine),
-                   learning=Counter(r.learning or "unknown" for r in done), lrn=mean_lrn(done))
-        base = stats.get("none", {}) if name != "none" else {}
-        row["delta"] = {m: stats[name][m].minus(base[m]) if stats[name][m] and base.get(m) else None
-                        for m in METRICS}
+        arm, base = done[name], done.get("none", [])
+        row = dict(ablation=name, paper=paper.get(name), counts=Counter(r.status for r in runs if r.ablation == name),
+                   stats={m: Stat.of(percent(arm, m)) for m in METRICS}, gap=Stat.of(overfit_gaps(arm)),
+                   collapsed=[r.seed for r in arm if r.collapsed],
+                   collapse_known=sum(r.collapsed is not None for r in arm),
+                   learning=Counter(r.learning or "unknown" for r in arm), lrn=mean_lrn(arm),
+                   judged=judged_metric(paper.get(name), arm + base),
+                   comparable=learned[name] and learned.get("none", True),
+                   vs_none={m: compare(arm, base, m) for m in METRICS} if name != "none" else {})
+        row["verdict"] = agreement(row, bound)
         rows.append(row)
-    learned = {row["ablation"]: all(v.startswith("learns") or v == "unknown" for v in row["learning"])
-               for row in rows}
-    for row in rows:
-        row["comparable"] = learned[row["ablation"]] and learned.get("none", True)
     return rows
 
 
@@ -249,28 +306,25 @@ def expected_sign(paper_row: dict) -> int | None:
     return {"+": 1, "-": -1}.get(paper_row["sign"])
 
 
-def agreement(row: dict) -> str:
-    """On the paper row's metric: ``agrees`` or ``disagrees`` where our interval excludes 0 (on
-    the paper's side of it or not), ``not resolved`` where it holds 0 or there is none; ``no
-    verdict`` where a run of the row or of ``none`` did not learn."""
+def agreement(row: dict, bound: float) -> str:
+    """The paired interval's verdict (alexnet_lit.stats.verdict) on the row's judged metric,
+    named in brackets; ``no verdict`` where a run of the row or of ``none`` ended at chance."""
     sign = expected_sign(row["paper"])
     if sign is None:
         return ""
-    metric = row["paper"]["metric"]
-    delta = row["delta"][metric]
+    metric = row["judged"]
+    delta = row["vs_none"][metric].paired.delta
     if delta is None:
         return "no data"
     if not row["comparable"]:
         return f"no verdict: a run did not learn ({METRICS[metric]})"
-    if not delta.resolved:
-        return f"not resolved ({METRICS[metric]})"
-    return f"{'agrees' if delta.value * sign > 0 else 'disagrees'} ({METRICS[metric]})"
+    return f"{verdict(delta, sign, bound)} ({METRICS[metric]})"
 
 
-def fmt_stat(stat: Stat | None) -> str:
+def fmt_stat(stat: Stat | None, digits: int = 1) -> str:
     if stat is None:
         return "—"
-    return f"{stat.mean:.1f}" + (f" ± {stat.sd:.1f}" if stat.sd is not None else "")
+    return f"{stat.mean:.{digits}f}" + (f" ± {stat.sd:.{digits}f}" if stat.sd is not None else "")
 
 
 def fmt_delta(delta: Delta | None) -> str:
@@ -280,9 +334,47 @@ def fmt_delta(delta: Delta | None) -> str:
     return f"{delta.value:+.1f}{interval}"
 
 
+def fmt_paired(row: dict, metric: str) -> str:
+    """The paired Δ against ``none`` and its interval ("—" for ``none`` itself)."""
+    return fmt_delta(row["vs_none"][metric].paired.delta) if row["vs_none"] else "—"
+
+
+def fmt_welch(row: dict) -> str:
+    """Welch's interval on the judged metric, and how wide the paired one is beside it."""
+    if not row["vs_none"]:
+        return "—"
+    comparison = row["vs_none"][row["judged"]]
+    ratio = f" (paired {comparison.ratio:.2f}×)" if comparison.ratio is not None else ""
+    return fmt_delta(comparison.welch) + ratio
+
+
+def fmt_seeds(seeds: list[int]) -> str:
+    """Seeds as runs of consecutive numbers: '0-2, 5, 7-9'."""
+    spans = []
+    for seed in sorted(seeds):
+        if spans and seed == spans[-1][1] + 1:
+            spans[-1][1] = seed
+        else:
+            spans.append([seed, seed])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def fmt_pairs(row: dict) -> str:
+    """The seeds paired on the judged metric, and how many runs had no partner."""
+    if not row["vs_none"]:
+        return "—"
+    pairs = row["vs_none"][row["judged"]].paired
+    left_out = f", {pairs.left_out} left out" if pairs.left_out else ""
+    return (f"seeds {fmt_seeds(pairs.seeds)}" if pairs.seeds else "none") + left_out
+
+
+def fmt_collapsed(row: dict) -> str:
+    return f"{len(row['collapsed'])} of {row['collapse_known']}" if row["collapse_known"] else "—"
+
+
 def fmt_learning(learning: Counter) -> str:
     """'3 learns', '2 learns, 1 exploded and at chance'."""
-    return ", ".join(f"{n} {verdict}" for verdict, n in sorted(learning.items(), key=lambda kv: -kv[1]))
+    return ", ".join(f"{n} {name}" for name, n in sorted(learning.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def fmt_lrn(lrn: dict[str, float]) -> str:
@@ -329,61 +421,156 @@ def setting_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
+def fixed_line(runs: list[Run], seeds: str | None, bound: float) -> list[str]:
+    """What was fixed before the sweep: adding seeds until a verdict appears is optional stopping."""
+    found = fmt_seeds({r.seed for r in runs if r.seed is not None}) or "none"
+    sweep = f"`{seeds}` (the sweep's), runs found for seeds {found}" if seeds else f"{found} (the runs')"
+    return [f"Fixed before the sweep: the seeds, {sweep}; the equivalence bound B = ±{bound:g} points; and "
+            f"the collapse rule: a run collapsed where a ReLU layer has more than {DEAD_LAYER:.0%} of its "
+            f"units silent on every image its last validation scored, or where its training loss stayed "
+            f"above {AT_CHANCE_LOSS:g} ln(classes) for more than {AT_CHANCE_STEPS:.0%} of its steps "
+            "(alexnet_lit.results). Adding seeds until a verdict appears would be optional stopping.", ""]
+
+
+GAP_TRAINING = {  # the training error a gap is measured against, the first the runs have
+    "train_eval_top1": "clean training top-1 error: training images scored as validation scores its own, "
+                       "centre crop, no colour noise, dropout off",
+    "train_top1": "training top-1 error of the last epoch's augmented batches with dropout on, which "
+                  "overstates the error on the training images themselves; no clean one was measured"}
+
+
 def overfitting_line(runs: list[Run]) -> list[str]:
-    """Does ``none`` overfit? Its runs' gap between validation and training top-1 error:
-    regularisers can only show their worth where it is clearly above 0."""
-    gaps = [100 * (r.val_top1 - r.train_top1) for r in runs if r.ablation == "none" and r.status == "completed"
-            and r.val_top1 is not None and r.train_top1 is not None]
-    if not gaps:
+    """Does ``none`` overfit? Its runs' gap between validation and clean training top-1 error
+    (that of augmented, dropped-out batches where no clean one was measured): the regularisers'
+    rows mean something only where it is clearly above 0."""
+    done = [r for r in runs if r.ablation == "none" and r.status == "completed"]
+    regularisers = ", ".join(f"`{name}`" for name in REGULARISERS)
+    for train, how in GAP_TRAINING.items():
+        if gaps := overfit_gaps(done, train):
+            return [f"`none` overfits by {statistics.fmean(gaps):.1f} percentage points (validation minus "
+                    f"{how}; {min(gaps):.1f} to {max(gaps):.1f} over {len(gaps)} runs). This gap is the "
+                    f"condition for the regularisers' rows ({regularisers}) to mean anything: where it is "
+                    "not clearly above 0 there is no overfitting for them to prevent.", ""]
+    return []
+
+
+def header_lines(rows: list[dict], bound: float) -> list[str]:
+    """The table's key, and which columns it has."""
+    official = " *official val*: the error on the data set's own validation images (validation " \
+               "also holds held-out training images)." if any_official(rows) else ""
+    return [
+        f"Final-epoch error in %, mean ± sd over the n completed runs (seeds). Δ is the change against "
+        "`none` of the same seed in percentage points, mean over the seeds both have, with its paired "
+        "95% t-interval in brackets (runs of one seed share their data order, augmentation and the "
+        "initial weights of every unchanged layer); *Welch* gives the unpaired interval over the same "
+        "runs on the verdict's metric and the paired interval's width over Welch's; *pairs*: the "
+        "seeds paired and the completed runs left out for want of a partner. The paper's Δ is its "
+        "change without the component (its row for `none`: the errors), `+` where it reports only the "
+        "direction. *Verdict*, from the paired interval on the metric in brackets: *agrees* or "
+        f"*disagrees* where it excludes 0, *no effect beyond ±{bound:g}* where it lies inside "
+        f"±{bound:g} points (B), *not resolved* otherwise (also with one pair); a claim on training "
+        "error is judged on the clean training error where every run has it. *Clean train*: "
+        "training images scored as validation scores its own; *clean gap*: val top-1 minus clean "
+        "train top-1. *Collapsed*: runs that collapsed under the rule above (results.json's "
+        "`learning.collapsed`); collapsed runs are kept in every statistic, flagged here and in the "
+        "per-seed differences; a row where a run of it or of `none` ended at chance gets no verdict. "
+        "*Learning*: each run's verdict from results.json (a loss spike: a training loss above 3 "
+        "ln(classes); at chance: final val accuracy within 3 binomial sd of 1/classes). *LRN*: each "
+        "LRN layer's mean divisor (k + α Σa²)^β at the last validation over k^β; 1.00 is a constant "
+        "rescale." + official, ""]
+
+
+def any_official(rows: list[dict]) -> bool:
+    return any(row["stats"][m] for row in rows for m in OFFICIAL)
+
+
+COLUMNS = ["ablation", "component switched off", "n", "collapsed", "val top-1 %", "Δ top-1", "paper",
+           "val top-5 %", "Δ top-5", "paper", "train top-1 %", "Δ train top-1", "clean train top-1 %",
+           "Δ clean train top-1", "clean gap", "verdict", "Welch", "pairs", "learning", "LRN"]
+OFFICIAL_COLUMNS = ["official val top-1 %", "Δ official top-1", "official val top-5 %", "Δ official top-5"]
+
+
+def table_row(row: dict, official: bool) -> str:
+    s, paper = row["stats"], row["paper"]
+    component = f"{paper['component']} ({paper['section']})" if paper else "combination"
+    cells = [f"`{row['ablation']}`", component, fmt_runs(row["counts"]), fmt_collapsed(row),
+             fmt_stat(s["val_top1"]), fmt_paired(row, "val_top1"), fmt_paper(row, "paper_top1"),
+             fmt_stat(s["val_top5"]), fmt_paired(row, "val_top5"), fmt_paper(row, "paper_top5"),
+             fmt_stat(s["train_top1"]), fmt_paired(row, "train_top1"),
+             fmt_stat(s["train_eval_top1"]), fmt_paired(row, "train_eval_top1"), fmt_stat(row["gap"]),
+             row["verdict"], fmt_welch(row), fmt_pairs(row), fmt_learning(row["learning"]), fmt_lrn(row["lrn"])]
+    if official:
+        cells += [cell for m in OFFICIAL for cell in (fmt_stat(s[m]), fmt_paired(row, m))]
+    return "| " + " | ".join(cells) + " |"
+
+
+def per_seed_lines(rows: list[dict]) -> list[str]:
+    """Each seed's difference against ``none`` on the verdict's metric; collapsed runs marked."""
+    lines = ["Per-seed differences against `none` (percentage points, on the verdict's metric; "
+             "collapsed: the run of the row or of `none` collapsed):", ""]
+    collapsed_none = next((set(row["collapsed"]) for row in rows if row["ablation"] == "none"), set())
+    for row in rows:
+        if not row["vs_none"]:
+            continue
+        pairs = row["vs_none"][row["judged"]].paired
+        marked = set(row["collapsed"]) | collapsed_none
+        values = ", ".join(f"{seed}: {d:+.1f}" + (" (collapsed)" if seed in marked else "")
+                           for seed, d in pairs.differences.items())
+        lines.append(f"- `{row['ablation']}` ({METRICS[row['judged']]}, {fmt_pairs(row)}): {values or '—'}")
+    return lines + [""]
+
+
+def figure3_lines(runs: list[Run]) -> list[str]:
+    """Figure 3 as a claim: in each two-tower run of ``none``, its more and its less
+    colour-specific tower, and how often random splits of its conv1 kernels are as far apart."""
+    towers = sorted((r for r in runs if r.ablation == "none" and r.status == "completed" and r.conv1_colour
+                     and len(r.conv1_colour["tower_means"]) == 2), key=lambda r: (r.seed is None, r.seed))
+    if not towers:
         return []
-    return [f"`none` overfits by {statistics.fmean(gaps):.1f} percentage points (validation minus training "
-            f"top-1 error, {min(gaps):.1f} to {max(gaps):.1f} over {len(gaps)} runs; the training error is "
-            "that of the last epoch's augmented batches with dropout on, so it overstates the error "
-            "on the training images themselves).", ""]
+    more = [max(r.conv1_colour["tower_means"]) for r in towers]
+    less = [min(r.conv1_colour["tower_means"]) for r in towers]
+    p = [split_p_value(r.conv1_colour["kernels"], r.conv1_colour["tower_sizes"][0]) for r in towers]
+    lines = ["## Figure 3: conv1's colour specificity per tower", "",
+             "The paper: in every run one tower's conv1 kernels are largely colour-agnostic, the other's "
+             "colour-specific. Which GPU gets which tower is arbitrary, so each run's towers are compared as "
+             "its more and its less colour-specific one (a kernel's share of energy off the grey axis, "
+             "alexnet_lit.pictures.colour_specificity, averaged over the tower: 0 grey, 2/3 one channel); "
+             "*p*: how often a random split of the same run's conv1 kernels into groups of the towers' "
+             "sizes is as far apart (10,000 splits).", "",
+             f"`none`, {len(towers)} two-tower runs: the more colour-specific tower {fmt_stat(Stat.of(more), 3)}, "
+             f"the less {fmt_stat(Stat.of(less), 3)}, difference "
+             f"{fmt_stat(Stat.of([a - b for a, b in zip(more, less)]), 3)}; further apart than random splits "
+             f"(p < 0.05) in {sum(x < 0.05 for x in p)} of {len(towers)} runs.", ""]
+    lines += [f"- seed {r.seed}: {a:.3f} against {b:.3f} (tower {1 + r.conv1_colour['tower_means'].index(a)} "
+              f"the more colour-specific), p = {x:.3f}" for r, a, b, x in zip(towers, more, less, p)]
+    return lines + [""]
 
 
-def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None,
-             missing: list[Path]) -> str:
+def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None, missing: list[Path],
+             seeds: str | None = None, bound: float = BOUND) -> str:
+    official = any_official(rows)
+    columns = COLUMNS + (OFFICIAL_COLUMNS if official else [])
     lines = [
         "# The ablation table beside the paper's", "",
         f"Source: {source}  ", *([f"Sweep: `{command}`  "] if command else []),
         f"Training time: {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min, summed over the runs  ",
         f"Report: `python -m alexnet_lit.report {shlex.join(sys.argv[1:])}`", "",
-        *setting_lines(runs), "", *overfitting_line(runs),
-        "Final-epoch error in %, mean ± sd over the n completed runs (seeds). Δ is the change "
-        "against `none` in percentage points with its 95% Welch t-interval in brackets (none "
-        "without two runs on each side); with n = 2 or 3 a side such intervals are wide, as "
-        "they must be. The paper's Δ is its change without the component (its row for `none`: "
-        "the errors), `+` where it reports only the direction. *Verdict*, on the metric in "
-        "brackets: *agrees* or *disagrees* where the interval excludes 0, *not resolved* where "
-        "it holds 0; no verdict where a run of the row or of `none` ended at chance. *Learning*: "
-        "each run's verdict from results.json (a loss spike: a training loss above 3 ln(classes); at "
-        "chance: final val accuracy within 3 binomial sd of 1/classes). *LRN*: each LRN layer's "
-        "mean divisor (k + α Σa²)^β at the last validation over k^β; 1.00 is a constant rescale.",
-        "",
-        "| ablation | component switched off | n | val top-1 % | Δ top-1 | paper | "
-        "val top-5 % | Δ top-5 | paper | train top-1 % | Δ train top-1 | verdict | learning | LRN |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *setting_lines(runs), "", *fixed_line(runs, seeds, bound), *overfitting_line(runs),
+        *header_lines(rows, bound),
+        "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+        *(table_row(row, official) for row in rows), "",
     ]
-    for row in rows:
-        s, d, paper = row["stats"], row["delta"], row["paper"]
-        component = f"{paper['component']} ({paper['section']})" if paper else "combination"
-        lines.append(" | ".join([
-            f"| `{row['ablation']}`", component, fmt_runs(row["counts"]),
-            fmt_stat(s["val_top1"]), fmt_delta(d["val_top1"]), fmt_paper(row, "paper_top1"),
-            fmt_stat(s["val_top5"]), fmt_delta(d["val_top5"]), fmt_paper(row, "paper_top5"),
-            fmt_stat(s["train_top1"]), fmt_delta(d["train_top1"]), agreement(row),
-            fmt_learning(row["learning"]), fmt_lrn(row["lrn"])]) + " |")
     if missing:
-        lines += ["", "Job folders without results.json (failed or stopped before training began): "
-                  + ", ".join(f"`{p}`" for p in missing)]
-    lines += ["", "What the paper says:", ""]
+        lines += ["Job folders without results.json (failed or stopped before training began): "
+                  + ", ".join(f"`{p}`" for p in missing), ""]
+    lines += [*per_seed_lines(rows), *figure3_lines(runs), "What the paper says:", ""]
     lines += [f"- `{r['ablation']}`: {r['paper']['paper_says']}" for r in rows if r["paper"]]
     return "\n".join(lines) + "\n"
 
 
-def chart(rows: list[dict], path: Path) -> None:
-    """Our Δ top-1 and top-5 (with 95% intervals) against the paper's, per ablation."""
+def chart(rows: list[dict], path: Path, bound: float = BOUND) -> None:
+    """Our paired Δ top-1 and top-5 (with 95% intervals) against the paper's, per ablation,
+    with the ±B band of the equivalence verdict."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -392,15 +579,16 @@ def chart(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
     ys = range(len(rows))
     for ax, metric, key in zip(axes, ("val_top1", "val_top5"), ("paper_top1", "paper_top5")):
-        ours = [r["delta"][metric] or Delta(math.nan) for r in rows]
-        paper = [r["paper"][key] if r["paper"] and r["paper"][key] is not None else math.nan for r in rows]
+        ours = [r["vs_none"][metric].paired.delta or Delta(float("nan")) for r in rows]
+        paper = [r["paper"][key] if r["paper"] and r["paper"][key] is not None else float("nan") for r in rows]
         errors = [[d.value - d.low if d.low is not None else 0 for d in ours],
                   [d.high - d.value if d.high is not None else 0 for d in ours]]
+        ax.axvspan(-bound, bound, color="tab:green", alpha=0.12, label=f"±B = ±{bound:g} (no effect beyond)")
         ax.barh([y + 0.2 for y in ys], [d.value for d in ours], height=0.4,
-                label="ours (95% interval)", xerr=errors, color="tab:blue")
+                label="ours, paired over seeds (95% interval)", xerr=errors, color="tab:blue")
         ax.barh([y - 0.2 for y in ys], paper, height=0.4, label="paper (ILSVRC-2012)", color="tab:orange")
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_title(f"Δ {METRICS[metric]} error vs none (percentage points)")
+        ax.set_title(f"Δ {METRICS[metric]} error vs none of the same seed (points)")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(list(ys), [r["ablation"] for r in rows])
     axes[0].invert_yaxis()
@@ -419,6 +607,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="folder for report.md and report.png "
                         "(default: SWEEP_DIR, or the working directory with --wandb)")
     parser.add_argument("--paper", type=Path, default=PAPER_TABLE, help="the paper's table (CSV)")
+    parser.add_argument("--bound", type=float, default=BOUND, metavar="B", help="percentage points: a paired "
+                        "interval inside ±B reads 'no effect beyond ±B'; fix it before the sweep (default 2)")
     parser.add_argument("--figure1", action="store_true", help="SWEEP_DIR is an experiment=figure1 sweep: "
                         "write figure1.png, .md and .json (ReLU against tanh, Section 3.1)")
     parser.add_argument("--target", type=float, help="with --figure1: the training error the speed-up is "
@@ -430,23 +620,27 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give either SWEEP_DIR or --wandb ENTITY/PROJECT --group G")
     if args.sweep_dir is not None and not args.sweep_dir.is_dir():
         parser.error(f"SWEEP_DIR {args.sweep_dir} is not a folder")
+    if args.bound < 0:
+        parser.error(f"--bound {args.bound:g}: a bound is at least 0 points")
     try:
         paper = paper_table(args.paper)
         if args.sweep_dir is not None:
             runs, missing = sweep_runs(args.sweep_dir)
             source, command = f"`{args.sweep_dir}` ({len(runs)} runs)", sweep_command(args.sweep_dir)
+            seeds = sweep_seeds(args.sweep_dir)
         else:
-            runs, missing = wandb_runs(args.wandb, args.group), []
+            runs, missing, seeds = wandb_runs(args.wandb, args.group), [], None
             source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs)", None
+        if not runs and not missing:
+            sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}")
+        rows = summarise(runs, paper, args.bound)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"report: {error}")
-    if not runs and not missing:
-        sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}")
-    rows = summarise(runs, paper)
     out = args.out or args.sweep_dir or Path.cwd()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(rows, runs, source, command, missing), encoding="utf-8")
-    chart(rows, out / "report.png")
+    (out / "report.md").write_text(markdown(rows, runs, source, command, missing, seeds, args.bound),
+                                   encoding="utf-8")
+    chart(rows, out / "report.png", args.bound)
     print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
 
 

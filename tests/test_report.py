@@ -1,32 +1,46 @@
-"""The reporter on a sweep folder of known results: statistics, the paper's numbers, sign
-agreement, runs still going or failed, bad input."""
+"""The reporter on a sweep folder of known results: paired and Welch statistics, the paper's
+numbers, verdicts (with the equivalence bound), collapsed runs, clean gaps, official validation
+columns, Figure 3's towers, runs still going or failed, W&B's keys, bad input."""
 import csv
-import math
+import json
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 from PIL import Image
+from scipy import stats as scipy_stats
 
 from alexnet_lit import report
 from alexnet_lit.results import write_json
 from alexnet_lit.build import CONFIG_DIR
 from conftest import report_table
 
-# (ablation, seed, status, val top-1, val top-5, train top-1, learning verdict)
-JOBS = [("none", 0, "completed", 0.40, 0.18, 0.30, "learns"), ("none", 1, "completed", 0.42, 0.20, 0.32, "learns"),
-        ("none", 2, "completed", 0.41, 0.19, 0.31, "learns"),
-        ("no_lrn", 0, "completed", 0.45, 0.19, 0.31, "learns"), ("no_lrn", 1, "completed", 0.47, 0.21, 0.33, "learns"),
-        ("no_lrn", 2, "completed", 0.46, 0.20, 0.32, "learns"), ("no_lrn", 3, "failed", None, None, None, None),
-        ("tanh", 0, "running", 0.60, 0.30, 0.55, "learns"), ("tanh", 1, "completed", 0.38, 0.17, 0.50, "learns"),
-        ("no_overlap", 0, "completed", 0.41, 0.19, 0.31, "learns"),
-        ("no_overlap", 1, "completed", 0.40, 0.20, 0.30, "learns"),
-        ("no_overlap", 2, "interrupted", 0.70, 0.40, 0.60, "learns"),
-        ("no_dropout", 0, "completed", 0.35, 0.15, 0.20, "learns"),
-        ("no_dropout", 1, "completed", 0.36, 0.16, 0.21, "learns"),
-        ("no_dropout", 2, "completed", 0.37, 0.17, 0.22, "learns after a loss spike"),
-        ("no_conv3", 0, "completed", 0.90, 0.50, 0.90, "exploded and at chance"),
-        ("no_conv3", 1, "completed", 0.50, 0.25, 0.45, "learns")]
+# (ablation, seed, status, val top-1, val top-5, train top-1, clean train top-1, learning verdict)
+JOBS = [("none", 0, "completed", 0.40, 0.18, 0.30, 0.26, "learns"),
+        ("none", 1, "completed", 0.42, 0.20, 0.32, 0.27, "learns"),
+        ("none", 2, "completed", 0.41, 0.19, 0.31, 0.27, "learns"),
+        ("no_lrn", 0, "completed", 0.45, 0.19, 0.31, 0.27, "learns"),
+        ("no_lrn", 1, "completed", 0.47, 0.21, 0.33, 0.28, "learns"),
+        ("no_lrn", 2, "completed", 0.46, 0.20, 0.32, 0.28, "learns"),
+        ("no_lrn", 3, "failed", None, None, None, None, None),
+        ("tanh", 0, "running", 0.60, 0.30, 0.55, 0.50, "learns"),
+        ("tanh", 1, "completed", 0.38, 0.17, 0.50, 0.42, "learns"),
+        ("no_overlap", 0, "completed", 0.41, 0.19, 0.31, 0.26, "learns"),
+        ("no_overlap", 1, "completed", 0.40, 0.20, 0.30, 0.25, "collapsed"),
+        ("no_overlap", 2, "interrupted", 0.70, 0.40, 0.60, 0.55, "learns"),
+        ("no_pca", 0, "completed", 0.405, 0.19, 0.31, 0.26, "learns"),
+        ("no_pca", 1, "completed", 0.415, 0.19, 0.31, 0.27, "learns"),
+        ("no_pca", 2, "completed", 0.41, 0.19, 0.31, 0.27, "learns"),
+        ("no_dropout", 0, "completed", 0.35, 0.15, 0.20, 0.18, "learns"),
+        ("no_dropout", 1, "completed", 0.36, 0.16, 0.21, 0.19, "learns"),
+        ("no_dropout", 2, "completed", 0.37, 0.17, 0.22, 0.20, "learns after a loss spike"),
+        ("no_conv3", 0, "completed", 0.90, 0.50, 0.90, 0.90, "exploded and at chance"),
+        ("no_conv3", 1, "completed", 0.50, 0.25, 0.45, 0.40, "learns")]
+COLLAPSED = {"collapsed": ["fc7: 95% of its units dead"], "exploded and at chance": []}
+# Figure 3: conv1's colour scores of `none`'s two towers, seed by seed
+CONV1 = {0: ([0.1, 0.1, 0.12, 0.12, 0.3, 0.3, 0.34, 0.34], [4, 4]),
+         1: ([0.3, 0.32, 0.1, 0.1], [2, 2]),
+         2: ([0.2, 0.2, 0.2, 0.22], [2, 2])}
 CONFIG = """
 data: {num_classes: 10, normalize: paper, image_size: 76, batch_size: 128, val_views: [center]}
 model: {init: paper, input_size: 67, towers: 2}
@@ -35,21 +49,37 @@ trainer: {max_epochs: 30}
 """
 
 
+def colour(kernels: list[float] | None, sizes: list[int] | None) -> dict | None:
+    """results.json's ``conv1_colour`` of kernels with these scores."""
+    if kernels is None:
+        return None
+    means = [sum(kernels[:sizes[0]]) / sizes[0], sum(kernels[sizes[0]:]) / sizes[1]]
+    return dict(kernels=kernels, tower_sizes=sizes, tower_means=means)
+
+
 @pytest.fixture
 def sweep(tmp_path) -> Path:
+    return write_sweep(tmp_path)
+
+
+def write_sweep(tmp_path: Path) -> Path:
     """A multirun folder as Hydra and ResultsWriter leave it, plus one job that died before
     training (a .hydra/ folder, no results.json)."""
-    for i, (name, seed, status, top1, top5, train1, learning) in enumerate(JOBS):
+    for i, (name, seed, status, top1, top5, train1, clean1, learning) in enumerate(JOBS):
         job = tmp_path / str(i)
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra" / "config.yaml").write_text(CONFIG)
         lrn = {} if name == "no_lrn" else {
             "norm1": {"divisor_mean": 2.0, "divisor_p95": 2.5, "k_beta": 1.6},
             "norm2": {"divisor_mean": 1.6, "divisor_p95": 1.6, "k_beta": 1.6}}
+        kernels, sizes = CONV1.get(seed, (None, None)) if name == "none" else (None, None)
         write_json(job / "results.json", dict(
             ablation=[name], seed=seed, status=status, val_top1_err=top1, val_top5_err=top5,
-            train_top1_err=train1, train_top5_err=None, wall_time_s=30.0, params=80_000,
-            learning={"verdict": learning} if learning else None, lrn=lrn))
+            train_top1_err=train1, train_top5_err=None, train_eval_top1_err=clean1, train_eval_top5_err=None,
+            val_official_top1_err=None, val_official_top5_err=None, wall_time_s=30.0, params=80_000,
+            learning=dict(verdict=learning, collapsed=learning in COLLAPSED,
+                          collapse_reasons=COLLAPSED.get(learning, [])) if learning else None, lrn=lrn,
+            conv1_colour=colour(kernels, sizes)))
     (tmp_path / "99" / ".hydra").mkdir(parents=True)
     (tmp_path / "99" / ".hydra" / "config.yaml").write_text(CONFIG)
     OmegaConf.save({"hydra": {"overrides": {"task": ["experiment=tiny", "+ablation=glob(*)", "seed=0,1"]}}},
@@ -61,49 +91,138 @@ def test_the_report_puts_our_changes_beside_the_papers(sweep):
     report.main([str(sweep)])
     text = (sweep / "report.md").read_text()
     rows = report_table(text)
-    assert list(rows) == ["none", "tanh", "no_lrn", "no_overlap", "no_dropout", "no_conv3"]  # the paper's order
-    none, tanh, no_lrn, no_overlap, no_dropout, no_conv3 = rows.values()
-    assert none[2:6] == ["3", "41.0 ± 1.0", "—", "40.7"]
-    assert none[6] == "19.0 ± 1.0" and none[8] == "18.2"
-    # 45, 47, 46 against 40, 42, 41: +5.0, standard error sqrt(1/3 + 1/3), Welch's 4 degrees of
-    # freedom, t(0.975, 4) = 2.776 from the tables: +5.0 ± 2.27
-    assert no_lrn[2:6] == ["3 (1 failed)", "46.0 ± 1.0", "+5.0 [+2.7, +7.3]", "+1.4"]
-    assert no_lrn[11] == "agrees (val top-1)"
-    # 40.5 against 41.0 from 2 and 3 runs: an interval around 0
-    assert no_overlap[2] == "2 (1 interrupted)"  # a SIGTERM'd run's numbers stay out
-    assert no_overlap[4].startswith("-0.5 [-") and no_overlap[11] == "not resolved (val top-1)"
-    # no dropout lowers the error beyond the noise: against the paper
-    assert no_dropout[4] == "-5.0 [-7.3, -2.7]" and no_dropout[11] == "disagrees (val top-1)"  # a spike that
-    assert no_dropout[12] == "2 learns, 1 learns after a loss spike"  # recovered leaves the verdict
-    # tanh: one run completed, one still going: no interval; the paper's claim is on training error
-    assert tanh[2:5] == ["1 (1 running)", "38.0", "-3.0"] and tanh[5] == "+"
-    assert tanh[10] == "+19.0" and tanh[11] == "not resolved (train top-1)"
+    # the paper's order
+    assert list(rows) == ["none", "tanh", "no_lrn", "no_overlap", "no_pca", "no_dropout", "no_conv3"]
+    none, tanh, no_lrn, no_overlap, no_pca, no_dropout, no_conv3 = rows.values()
+    assert len(none) == len(report.COLUMNS)  # no official-validation columns: no run measured them
+    assert none[2:10] == ["3", "0 of 3", "41.0 ± 1.0", "—", "40.7", "19.0 ± 1.0", "—", "18.2"]
+    assert none[10:18] == ["31.0 ± 1.0", "—", "26.7 ± 0.6", "—", "14.3 ± 0.6", "", "—", "—"]
+    # 45, 47, 46 against 40, 42, 41 of the same seeds: +5.0 each, a zero-width paired interval;
+    # Welch's: standard error sqrt(1/3 + 1/3), 4 degrees of freedom, t(0.975, 4) = 2.776 from
+    # the tables: +5.0 ± 2.27
+    assert no_lrn[2:7] == ["3 (1 failed)", "0 of 3", "46.0 ± 1.0", "+5.0 [+5.0, +5.0]", "+1.4"]
+    assert no_lrn[15:18] == ["agrees (val top-1)", "+5.0 [+2.7, +7.3] (paired 0.00×)", "seeds 0-2"]
+    # seeds 0, 1 against `none`'s: +1 and -2, sd 2.12 over one degree of freedom, t(0.975, 1) =
+    # 12.706: -0.5 ± 19.1; `none`'s seed 2 has no partner (no_overlap's was interrupted)
+    welch = scipy_stats.ttest_ind([41, 40], [40, 42], equal_var=False).confidence_interval(0.95)
+    assert no_overlap[2:6] == ["2 (1 interrupted)", "1 of 2", "40.5 ± 0.7", "-0.5 [-19.6, +18.6]"]
+    assert no_overlap[15:18] == ["not resolved (val top-1)",
+                                 f"-0.5 [{welch.low:+.1f}, {welch.high:+.1f}] (paired "
+                                 f"{2 * 12.706 * 1.5 / (welch.high - welch.low):.2f}×)", "seeds 0-1, 1 left out"]
+    assert no_overlap[18] == "1 collapsed, 1 learns"  # collapsed, kept and flagged
+    # +0.5, -0.5, 0: sd 0.5, 4.303 x 0.5 / sqrt(3) = 1.24 inside ±2 (Welch's 2.08 is not)
+    assert no_pca[4:7] == ["41.0 ± 0.5", "+0.0 [-1.2, +1.2]", "+1.0"]
+    assert no_pca[15:17] == ["no effect beyond ±2 (val top-1)", "+0.0 [-2.1, +2.1] (paired 0.60×)"]
+    # no dropout lowers the error beyond the noise: against the paper; -5, -6, -4: sd 1, 4.303 /
+    # sqrt(3) = 2.48, here wider than Welch's 2.27 (the arms' spreads happen to move together)
+    assert no_dropout[4:6] == ["36.0 ± 1.0", "-5.0 [-7.5, -2.5]"]
+    assert no_dropout[15:17] == ["disagrees (val top-1)", "-5.0 [-7.3, -2.7] (paired 1.10×)"]
+    assert no_dropout[18] == "2 learns, 1 learns after a loss spike"  # a spike that recovered leaves the verdict
+    assert no_dropout[14] == "17.0 ± 0.0"  # its clean gap: 35 - 18, 36 - 19, 37 - 20
+    # tanh: one run completed (seed 1), one still going: no interval; the paper's claim is on
+    # training error, judged on the clean one: 42 against `none`'s 27 of seed 1
+    assert tanh[2:7] == ["1 (1 running)", "0 of 1", "38.0", "-4.0", "+"]
+    assert tanh[10:14] == ["50.0", "+18.0", "42.0", "+15.0"]
+    assert tanh[15:18] == ["not resolved (clean train top-1)", "+15.0", "seeds 1, 2 left out"]
     # a run that did not learn: the row gets no verdict, and says why
-    assert no_conv3[11] == "no verdict: a run did not learn (val top-1)"
-    assert no_conv3[12] == "1 exploded and at chance, 1 learns" or no_conv3[12] == "1 learns, 1 exploded and at chance"
-    assert none[12] == "3 learns"
-    assert none[13] == "norm1 1.25, norm2 1.00" and no_lrn[13] == "off"
+    assert no_conv3[3] == "1 of 2" and no_conv3[15] == "no verdict: a run did not learn (val top-1)"
+    assert no_conv3[18] == "1 exploded and at chance, 1 learns"
+    assert none[18] == "3 learns"
+    assert none[19] == "norm1 1.25, norm2 1.00" and no_lrn[19] == "off"
     assert "classes 10; init paper; inputs raw RGB minus the mean image" in text
     assert "epochs 30; views center" in text and "80,000 parameters" in text
-    assert "`none` overfits by 10.0 percentage points" in text and "10.0 to 10.0 over 3 runs" in text
+    assert ("Fixed before the sweep: the seeds, `0,1` (the sweep's), runs found for seeds 0-3; the equivalence "
+            "bound B = ±2 points; and the collapse rule: a run collapsed where a ReLU layer has more than "
+            "90% of its units silent on every image its last validation scored, or where its training "
+            "loss stayed above 0.95 ln(classes) for more than 50% of its steps") in text
+    assert "`none` overfits by 14.3 percentage points (validation minus clean training top-1 error" in text
+    assert "14.0 to 15.0 over 3 runs). This gap is the condition for the regularisers' rows" in text
+    assert "collapsed runs are kept in every statistic" in text
+    assert "- `no_overlap` (val top-1, seeds 0-1, 1 left out): 0: +1.0, 1: -2.0 (collapsed)" in text
+    assert "- `no_conv3` (val top-1, seeds 0-1, 1 left out): 0: +50.0 (collapsed), 1: +8.0" in text
+    assert "- `tanh` (clean train top-1, seeds 1, 2 left out): 1: +15.0" in text
     assert "`" + str(sweep / "99") + "`" in text  # the job without results.json
     assert "python -m alexnet_lit.train -m experiment=tiny '+ablation=glob(*)' seed=0,1" in text
     assert "no_lrn`: top-1 +1.4%, top-5 +1.2% without it" in text
     assert Image.open(sweep / "report.png").format == "PNG"
 
 
-def test_welch_interval_on_unequal_spreads():
-    """Variances 4 and 1/3 over 3 runs each: Welch-Satterthwaite's degrees of freedom are
-    (4/3 + 1/9)^2 / ((4/3)^2/2 + (1/9)^2/2) = 2.33 (worked by hand), so the half-width lies
-    between t(0.975, 3) = 3.182 and t(0.975, 2) = 4.303 standard errors (the tables)."""
-    a, b = report.Stat.of([0.10, 0.12, 0.14]), report.Stat.of([0.10, 0.10, 0.11])
-    delta = a.minus(b)
-    se = math.sqrt(4 / 3 + 1 / 9)
-    assert delta.value == pytest.approx(12 - 31 / 3)
-    assert 3.182 * se < (delta.high - delta.low) / 2 < 4.303 * se
-    assert not delta.resolved  # +1.7 points, but the interval holds 0
-    one = report.Stat.of([0.10])  # one run: no interval at all
-    assert one.minus(b).low is None and not one.minus(b).resolved
+def test_figure3_compares_each_runs_more_and_less_colour_specific_tower(sweep):
+    """Seed 0's towers are 0.32 and 0.11 (4 kernels each, all of one tower above the other's:
+    2 of C(8, 4) = 70 splits as far apart), seed 1's the other way round, seed 2's alike."""
+    report.main([str(sweep)])
+    text = (sweep / "report.md").read_text()
+    assert ("`none`, 3 two-tower runs: the more colour-specific tower 0.280 ± 0.061, the less "
+            "0.137 ± 0.055, difference 0.143 ± 0.115; further apart than random splits (p < 0.05) in "
+            "1 of 3 runs.") in text
+    assert "- seed 0: 0.320 against 0.110 (tower 2 the more colour-specific), p = 0.029" in text
+    assert "- seed 1: 0.310 against 0.100 (tower 1 the more colour-specific), p = 0.332" in text
+    assert "- seed 2: 0.210 against 0.200 (tower 2 the more colour-specific), p = 1.000" in text
+
+
+def test_the_bound_decides_the_equivalence_verdict(sweep):
+    """no_pca's paired interval is ±1.24: inside ±2, not inside ±1."""
+    report.main([str(sweep), "--bound", "1"])
+    text = (sweep / "report.md").read_text()
+    assert report_table(text)["no_pca"][15] == "not resolved (val top-1)"
+    assert "the equivalence bound B = ±1 points" in text
+    with pytest.raises(SystemExit):
+        report.main([str(sweep), "--bound", "-1"])
+
+
+def rewrite(sweep: Path, ablation: str, **values) -> None:
+    """Set keys of every results.json of ``ablation`` in the sweep."""
+    for path in sweep.glob("*/results.json"):
+        results = json.loads(path.read_text())
+        if results["ablation"] == [ablation]:
+            write_json(path, {**results, **values})
+
+
+def test_official_validation_columns_appear_where_measured_and_training_claims_fall_back(sweep):
+    """Validation holding held-out training images: the official images' error beside it. A
+    run without the clean training error: tanh is judged on the augmented one, and says so."""
+    for path in sweep.glob("*/results.json"):
+        results = json.loads(path.read_text())
+        if results["ablation"] in (["none"], ["no_lrn"]):
+            official = {"none": 0.44, "no_lrn": 0.48}[results["ablation"][0]] + results["seed"] / 100
+            write_json(path, {**results, "val_official_top1_err": official})
+    rewrite(sweep, "tanh", train_eval_top1_err=None)
+    report.main([str(sweep)])
+    text = (sweep / "report.md").read_text()
+    assert "| " + " | ".join(report.COLUMNS + report.OFFICIAL_COLUMNS) + " |" in text
+    rows = report_table(text)
+    assert rows["none"][20:] == ["45.0 ± 1.0", "—", "—", "—"]
+    assert rows["no_lrn"][20:] == ["49.0 ± 1.0", "+4.0 [+4.0, +4.0]", "—", "—"]
+    assert rows["tanh"][20:] == ["—", "—", "—", "—"]
+    assert rows["tanh"][12:14] == ["—", "—"]
+    assert rows["tanh"][15:18] == ["not resolved (train top-1)", "+18.0", "seeds 1, 2 left out"]
+    assert "*official val*: the error on the data set's own validation images" in text
+
+
+def test_without_a_clean_training_error_the_gap_is_the_augmented_one(sweep):
+    rewrite(sweep, "none", train_eval_top1_err=None)
+    report.main([str(sweep)])
+    text = (sweep / "report.md").read_text()
+    assert ("`none` overfits by 10.0 percentage points (validation minus training top-1 error of the last "
+            "epoch's augmented batches with dropout on") in text
+    assert "10.0 to 10.0 over 3 runs)" in text
+    assert report_table(text)["tanh"][15] == "not resolved (train top-1)"  # `none` has no clean one
+
+
+def test_two_runs_of_one_seed_and_ablation_are_an_error(sweep):
+    rewrite(sweep, "no_pca", seed=0)
+    with pytest.raises(SystemExit, match=r"two completed `no_pca` runs of seed 0"):
+        report.main([str(sweep)])
+
+
+def test_the_wandb_reader_reads_the_clean_and_official_errors():
+    summary = {"val/top1_err": 0.4, "val/top5_err": 0.2, "train/top1_err": 0.3, "train_eval/top1_err": 0.25,
+               "val_official/top1_err": 0.41, "val_official/top5_err": 0.21, "_runtime": 60.0}
+    run = report.run_from_wandb({"ablation": ["none"], "seed": 3}, summary, "finished", "w&b")
+    assert (run.ablation, run.seed, run.status, run.wall_time_s) == ("none", 3, "completed", 60.0)
+    assert (run.val_top1, run.train_top1, run.train_eval_top1, run.train_eval_top5) == (0.4, 0.3, 0.25, None)
+    assert (run.val_official_top1, run.val_official_top5) == (0.41, 0.21)
+    assert (run.collapsed, run.conv1_colour) == (None, None)  # not in a W&B summary
 
 
 def test_the_paper_table_has_one_row_per_ablation_file():
@@ -127,3 +246,14 @@ def test_bad_input_names_the_file(sweep, tmp_path):
     with pytest.raises(SystemExit):
         report.main([])  # neither a sweep folder nor --wandb
     assert not (sweep / "report.md").exists()
+
+
+def test_the_sweeps_seeds_are_the_command_lines_else_the_presets(tmp_path):
+    hydra = {"sweeper": {"params": {"+ablation": "glob(*)", "seed": "range(0,10)"}},
+             "overrides": {"task": ["experiment=table_cpu"]}}
+    OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
+    assert report.sweep_seeds(tmp_path) == "range(0,10)"
+    hydra["overrides"]["task"].append("seed=0,1")
+    OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
+    assert report.sweep_seeds(tmp_path) == "0,1"
+    assert report.sweep_seeds(tmp_path / "elsewhere") is None

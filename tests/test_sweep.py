@@ -16,6 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from PIL import Image
+from scipy import stats as scipy_stats
 
 from alexnet_lit import report
 from alexnet_lit.build import CONFIG_DIR
@@ -58,7 +59,7 @@ def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_r
         # the W&B reporter reads what the local one reads
         via_wandb = report.run_from_wandb(run["config"], run["summary"], run["state"], "w&b")
         local = report.run_from_results(job / "results.json")
-        for field in ("ablation", "seed", "status", "val_top1", "val_top5", "train_top1"):
+        for field in ("ablation", "seed", "status", *report.METRICS):
             assert getattr(via_wandb, field) == pytest.approx(getattr(local, field))
         run_ids.add(run["run_id"])
     assert len(run_ids) == 4  # no job logged into another's run
@@ -66,21 +67,24 @@ def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_r
     report.main([str(sweep)])
     rows = report_table((sweep / "report.md").read_text())
     assert list(rows) == ["none", "no_lrn"]
-    errors = {name: {m: [100 * r[f"{m}_err"] for r in results.values() if r["ablation"] == [name]]
+    errors = {name: {m: {r["seed"]: 100 * r[f"{m}_err"] for r in results.values() if r["ablation"] == [name]}
                      for m in ("val_top1", "val_top5")} for name in rows}
     for name, cells in rows.items():
         assert cells[2] == "2"
-        for metric, column in (("val_top1", 3), ("val_top5", 6)):
-            values = errors[name][metric]
+        for metric, column in (("val_top1", 4), ("val_top5", 7)):
+            values = list(errors[name][metric].values())
             assert cells[column] == f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
-    top1 = errors["no_lrn"]["val_top1"], errors["none"]["val_top1"]
-    se = (statistics.variance(top1[0]) / 2 + statistics.variance(top1[1]) / 2) ** 0.5
+    top1 = [[errors[name]["val_top1"][seed] for seed in (0, 1)] for name in ("no_lrn", "none")]
     diff = statistics.fmean(top1[0]) - statistics.fmean(top1[1])
-    low, high = (float(x) for x in rows["no_lrn"][4].split("[")[1].rstrip("]").split(","))
-    assert rows["no_lrn"][4].startswith(f"{diff:+.1f} [")
-    # two runs a side: Welch's t has at most 2 degrees of freedom, t(0.975, 2) = 4.303
-    assert low < diff < high and high - low >= 2 * 4.303 * se - 0.2
-    assert rows["no_lrn"][5] == "+1.4"  # the paper's, from alexnet_lit/paper_table.csv
+    # paired over seeds 0 and 1 (scipy's ttest_rel), Welch's over the same runs beside it
+    expected = {"paired": scipy_stats.ttest_rel(*top1).confidence_interval(0.95),
+                "welch": scipy_stats.ttest_ind(*top1, equal_var=False).confidence_interval(0.95)}
+    assert rows["no_lrn"][5] == f"{diff:+.1f} [{expected['paired'].low:+.1f}, {expected['paired'].high:+.1f}]"
+    widths = {how: interval.high - interval.low for how, interval in expected.items()}
+    assert rows["no_lrn"][16] == (f"{diff:+.1f} [{expected['welch'].low:+.1f}, {expected['welch'].high:+.1f}] "
+                                  f"(paired {widths['paired'] / widths['welch']:.2f}×)")
+    assert rows["no_lrn"][17] == "seeds 0-1"
+    assert rows["no_lrn"][6] == "+1.4"  # the paper's, from alexnet_lit/paper_table.csv
     assert Image.open(sweep / "report.png").size[0] > 0
 
 

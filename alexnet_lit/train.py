@@ -8,7 +8,10 @@ import logging
 from pathlib import Path
 
 import lightning as L
+from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.alexnet_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 from alexnet_lit.build import build_run, command
 from alexnet_lit.faults import last_checkpoint_path
@@ -54,9 +57,16 @@ def final_line(out: Path, metrics: dict) -> str:
 
 
 @command("train")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
-    return metrics.get("val/top1_err")  # the value a Hydra sweeper would minimise
+    return metrics.get("val/top1_err")  # what Hydra's sweepers get; hparams_search reads results.json
+
+
+def main() -> None:
+    # hparams_search's sweeper, registered by hand: an editable install (pip install -e .)
+    # maps hydra_plugins/ through an import hook that Hydra's plugin scan (pkgutil) cannot list.
+    Plugins.instance().register(OptunaSweeper)
+    run()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,6 @@
 take the arguments of alexnet_lit.alexnet and alexnet_lit.alexnet_torchvision. Nothing is
 downloaded but the repository: ``weights=`` names a local file.
 """
-dependencies = ["torch", "torchvision", "lightning", "hydra", "omegaconf", "torchmetrics"]
+dependencies = ["torch", "torchvision", "lightning", "hydra", "omegaconf", "torchmetrics", "numpy", "PIL", "scipy", "matplotlib"]
 
 from alexnet_lit.api import alexnet, alexnet_torchvision  # noqa: E402,F401

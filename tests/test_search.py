@@ -19,10 +19,10 @@ pytestmark = pytest.mark.slow
 CLASSES = 4
 
 
-def search_command(sweep: Path, cache: Path, *overrides: str) -> list[str]:
-    """A 3-trial ``hparams_search=lr`` of the tiny preset on 4 synthetic classes into ``sweep``."""
+def search_command(sweep: Path, cache: Path, *overrides: str, n_trials: int = 3) -> list[str]:
+    """An ``hparams_search=lr`` of the tiny preset on 4 synthetic classes into ``sweep``."""
     return [sys.executable, "-m", "alexnet_lit.train", "hparams_search=lr", "experiment=tiny",
-            f"data.num_classes={CLASSES}", "hydra.sweeper.n_trials=3",
+            f"data.num_classes={CLASSES}", f"hydra.sweeper.n_trials={n_trials}",
             f"paths.cache_dir={cache}", f"hydra.sweep.dir={sweep}", *overrides]
 
 
@@ -56,6 +56,25 @@ def test_a_search_runs_its_trials_in_numbered_folders_and_writes_the_best(tmp_pa
     assert best["overrides"][-1] == f"optim.lr={winner.params['optim.lr']}"
     assert "hparams_search=lr" not in best["overrides"]  # they train the best trial alone
     assert f"best of 3 trials: trial {winner.number}" in done.stdout  # Hydra logs to stdout
+
+    other = subprocess.run(search_command(sweep, cache_dir, "trainer.max_epochs=1"), cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+    assert other.returncode != 0 and "give this search another hydra.sweep.dir" in other.stderr
+    assert len(trials(sweep)) == 3  # another search is not mixed into this one
+
+
+def test_trials_run_through_the_submitit_launcher_several_at_once(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    command = search_command(sweep, cache_dir, "hydra/launcher=submitit_local", "hydra.sweeper.n_jobs=2", n_trials=2)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Submitit 'local' sweep output dir") == 1  # both trials in one batch
+    for trial in trials(sweep):
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        config = yaml.safe_load((sweep / str(trial.number) / ".hydra" / "config.yaml").read_text())
+        assert config["optim"]["lr"] == trial.params["optim.lr"]
+        assert trial.value == score(sweep / str(trial.number))
+    assert len([p for p in (sweep / ".submitit").iterdir() if list(p.glob("*_result.pkl"))]) == 2
 
 
 def test_a_killed_search_is_finished_by_the_same_command_without_repeating_a_trial(tmp_path, cache_dir):

@@ -51,7 +51,8 @@ def train_config(overrides: Sequence[str] = ()) -> DictConfig:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             return compose("train", overrides=list(overrides))
     finally:
-        GlobalHydra.instance().hydra = outer
+        if outer is not None:
+            GlobalHydra.instance().initialize(outer)
 
 
 def optim_settings(cfg: DictConfig) -> dict:

@@ -2,7 +2,8 @@
 
 Composes conf/train.yaml with Hydra, builds the run from it (alexnet_lit.build), fits it with
 a Lightning Trainer and leaves in the run folder: .hydra/ (the resolved config),
-checkpoints/{last,best}.ckpt, csv/metrics.csv and results.json.
+checkpoints/{last,best}.ckpt, csv/metrics.csv and results.json. ``hparams_search=lr`` makes it
+an Optuna search of such runs (docs/searching.md).
 """
 import logging
 from pathlib import Path
@@ -11,8 +12,6 @@ import lightning as L
 from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.alexnet_optuna_sweeper.optuna_sweeper import OptunaSweeper
-
 from alexnet_lit.build import build_run, command
 from alexnet_lit.faults import last_checkpoint_path
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
@@ -20,6 +19,7 @@ from alexnet_lit.results import ResultsWriter
 from alexnet_lit.resume import resume_path
 from alexnet_lit.speed import reuse_host_memory
 from alexnet_lit.tracking import wandb_runs
+from hydra_plugins.alexnet_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 log = logging.getLogger(__name__)
 

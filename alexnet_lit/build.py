@@ -3,19 +3,23 @@ LightningModule, the data module (conf/data), the loggers (conf/logger), the cal
 (conf/callbacks, plus the results file and the W&B media) and the Trainer (conf/trainer).
 ``train``, ``evaluate``, ``predict``, ``summary``, ``figures``, the benchmarks and the tests all
 build them here."""
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 import lightning as L
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from alexnet_lit.data.sampling import local_batch_size
 from alexnet_lit.module import AlexNetModule
-from alexnet_lit.results import ResultsWriter, git_commit
+from alexnet_lit.results import CheckpointRun, ResultsWriter, git_commit
 from alexnet_lit.tracking import media_callbacks
 from alexnet_lit.weights import load_weights, network_weights
 
@@ -37,6 +41,20 @@ def command(config_name: str):
     return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
 
 
+def train_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """conf/train.yaml composed with the command line ``overrides`` as ``python -m
+    alexnet_lit.train`` composes it (without Hydra's own ``hydra`` node), for code outside a
+    command (alexnet_lit.api). Called inside a Hydra app, it puts the app's Hydra back after."""
+    outer = GlobalHydra.instance().hydra
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose("train", overrides=list(overrides))
+    finally:
+        if outer is not None:
+            GlobalHydra.instance().initialize(outer)
+
+
 def optim_settings(cfg: DictConfig) -> dict:
     """conf/optim for the module, with the learning rate for the global batch
     ``data.batch_size``: ``optim.lr_scaling=none`` keeps ``optim.lr`` whatever the batch and
@@ -51,17 +69,21 @@ def optim_settings(cfg: DictConfig) -> dict:
     return optim
 
 
-def build_module(cfg: DictConfig) -> AlexNetModule:
-    """The module of ``cfg``: its network (conf/model), optimiser (conf/optim), evaluation
-    views (``data.val_views``) and speed settings; with ``init_from`` set, the network's
-    weights then come from that file (alexnet_lit.weights)."""
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    module = AlexNetModule(net=instantiate(model), model=model, optim=optim_settings(cfg),
-                           val_views=list(cfg.data.get("val_views", ["center"])),
-                           channels_last=cfg.speed.channels_last, compile=cfg.speed.compile)
+def build_network(cfg: DictConfig) -> nn.Module:
+    """The network of ``cfg.model`` (conf/model); with ``init_from`` set, its weights then
+    come from that file (alexnet_lit.weights)."""
+    net = instantiate(OmegaConf.to_container(cfg.model, resolve=True))
     if cfg.get("init_from"):
-        load_weights(module.net, cfg.init_from)
-    return module
+        load_weights(net, cfg.init_from)
+    return net
+
+
+def build_module(cfg: DictConfig) -> AlexNetModule:
+    """The module of ``cfg``: its network (:func:`build_network`), optimiser (conf/optim),
+    evaluation views (``data.val_views``) and speed settings."""
+    return AlexNetModule(net=build_network(cfg), model=OmegaConf.to_container(cfg.model, resolve=True),
+                         optim=optim_settings(cfg), val_views=list(cfg.data.get("val_views", ["center"])),
+                         channels_last=cfg.speed.channels_last, compile=cfg.speed.compile)
 
 
 def load_module(contents: dict, val_views: list[str] | None = None) -> AlexNetModule:
@@ -108,7 +130,8 @@ class Run:
 
 def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> Run:
     """The run of ``cfg``: its module, data module, loggers and Trainer with conf/callbacks,
-    the results file (alexnet_lit.results) and, with ``logger=wandb``, the W&B media.
+    the results file and the run's config and class names in its checkpoints
+    (alexnet_lit.results) and, with ``logger=wandb``, the W&B media.
     ``callbacks`` are added to those; ``trainer_settings`` override conf/trainer."""
     out = Path(cfg.paths.output_dir)
     datamodule, module = build_datamodule(cfg.data), build_module(cfg)
@@ -117,6 +140,7 @@ def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> Run:
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
     callbacks = [*(instantiate(c) for c in (cfg.get("callbacks") or {}).values()),
                  ResultsWriter(out / "results.json", meta),
+                 CheckpointRun(OmegaConf.to_container(cfg, resolve=True)),  # for alexnet_lit.load
                  *media_callbacks(loggers),  # logger=wandb: sample grid at the start, conv1 at the end
                  *callbacks]
     trainer: L.Trainer = instantiate(cfg.trainer, **{"callbacks": callbacks, "logger": loggers or False,

@@ -1,5 +1,6 @@
-"""What a run leaves besides checkpoints: ``results.json``, the file reports and sweeps are
-built from, and ``csv/metrics.csv``, kept whole across resumed attempts."""
+"""What a run leaves besides its weights: ``results.json``, the file reports and sweeps are
+built from, ``csv/metrics.csv``, kept whole across resumed attempts, and in every checkpoint
+the run's config and class names."""
 import json
 import math
 import os
@@ -243,6 +244,21 @@ class ResultsWriter(Callback):
             **errors,
             epochs=trainer.current_epoch, steps=trainer.global_step, processes=trainer.world_size,
             wall_time_s=round(self.elapsed_before + time.time() - self.start, 3)))
+
+
+class CheckpointRun(Callback):
+    """Writes the run's resolved ``config`` and its data's class names (index -> name) into
+    every checkpoint under :attr:`KEY`, so that ``alexnet_lit.load`` gives a checkpoint's
+    network with both wherever the file is taken."""
+
+    KEY = "alexnet_lit_run"
+
+    def __init__(self, config: dict):
+        self.config = config
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        names = getattr(trainer.datamodule, "class_names", None)
+        checkpoint[self.KEY] = dict(config=self.config, class_names=None if names is None else list(names))
 
 
 class ResumableCSVLogger(AppendingCSVLogger):

@@ -2,12 +2,14 @@
 
 Composes conf/train.yaml with Hydra, builds the run from it (alexnet_lit.build), fits it with
 a Lightning Trainer and leaves in the run folder: .hydra/ (the resolved config),
-checkpoints/{last,best}.ckpt, csv/metrics.csv and results.json.
+checkpoints/{last,best}.ckpt, csv/metrics.csv and results.json. ``hparams_search=lr`` makes it
+an Optuna search of such runs (docs/searching.md).
 """
 import logging
 from pathlib import Path
 
 import lightning as L
+from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit.build import build_run, command
@@ -17,6 +19,7 @@ from alexnet_lit.results import ResultsWriter
 from alexnet_lit.resume import resume_path
 from alexnet_lit.speed import reuse_host_memory
 from alexnet_lit.tracking import wandb_runs
+from hydra_plugins.alexnet_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +57,16 @@ def final_line(out: Path, metrics: dict) -> str:
 
 
 @command("train")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
-    return metrics.get("val/top1_err")  # the value a Hydra sweeper would minimise
+    return metrics.get("val/top1_err")  # what Hydra's sweepers get; hparams_search reads results.json
+
+
+def main() -> None:
+    # hparams_search's sweeper, registered by hand: an editable install (pip install -e .)
+    # maps hydra_plugins/ through an import hook that Hydra's plugin scan (pkgutil) cannot list.
+    Plugins.instance().register(OptunaSweeper)
+    run()
 
 
 if __name__ == "__main__":

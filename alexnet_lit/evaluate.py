@@ -81,7 +81,7 @@ def run_folder(ckpt: str) -> Path | None:
 def data_config(cfg: DictConfig, ckpt: str) -> dict:
     """The data to evaluate on: the training run's (its .hydra/config.yaml) unless a ``data=``
     group is chosen or there is no run folder, then the composed ``data``; the command line's
-    ``data.*`` overrides apply on top, and ``data.val_views`` is always the command's."""
+    ``data.*`` overrides apply on top, and ``data.val_views`` is always the command's, and no training images are scored beside the split."""
     overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
     run = run_folder(ckpt)
     if run is None or any(o.key_or_group == "data" for o in overrides):
@@ -95,6 +95,7 @@ def data_config(cfg: DictConfig, ckpt: str) -> dict:
                 OmegaConf.update(data, o.key_or_group[len("data."):], o.value(), force_add=True)
     data = OmegaConf.to_container(data, resolve=True)
     data["val_views"] = list(cfg.data.val_views)
+    data["train_eval_images"] = 0  # training's own overfitting measure: evaluate scores its split only
     return data
 
 

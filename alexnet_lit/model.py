@@ -37,7 +37,8 @@ class AlexNet(nn.Module):
                  input_size: int = 227, towers: int = 2, activation: str = "relu",
                  lrn: dict | None = None, rnorm: dict | None = None, pool: dict | None = None,
                  dropout: float = 0.5,
-                 init: str = "paper", width: dict | None = None, seed: int | None = None):
+                 init: str = "paper", width: dict | None = None, seed: int | None = None,
+                 positive_bias: float | None = None):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.activation={activation!r}: expected one of {sorted(ACTIVATIONS)}")
@@ -52,6 +53,7 @@ class AlexNet(nn.Module):
         if unknown:
             raise ValueError(f"model.width names {unknown}, which are not rows of model.features")
         self.input_size, self.init, self.activation, self.seed = input_size, init, activation, seed
+        self.positive_bias = positive_bias
 
         layers, channels, size = OrderedDict(), 3, input_size
         for name, row in features.items():
@@ -125,6 +127,9 @@ class AlexNet(nn.Module):
           fc8 ~ N(0, 0.01).
         - ``cuda_convnet`` (Figure 1's net, cuda-convnet's layers-18pct.cfg ``initW``): weights
           ~ N(0, 1e-4) in conv1 and N(0, 0.01) elsewhere, biases 0.
+
+        ``positive_bias``, where given, replaces the constant of the positive biases (BIAS_ONE's
+        layers, ReLU nets) of ``paper``, ``paper_gain`` and ``caffe``.
         """
         for name, layer in self.learned_layers():
             weight, bias = layer.weight, layer.bias
@@ -137,6 +142,7 @@ class AlexNet(nn.Module):
                 if self.init == "paper_gain":
                     std *= math.sqrt(PAPER_FAN_IN[name] / weight[0].numel())
                 one = {"paper": 1.0, "paper_gain": 1.0, "caffe": 0.1, "kaiming": 0.0}[self.init]
+                one = self.positive_bias if self.positive_bias is not None and self.init != "kaiming" else one
                 one = one if name in BIAS_ONE and self.activation == "relu" else 0.0
             with torch.no_grad():
                 weight.normal_(0.0, std, generator=self.layer_generator(name))

@@ -609,6 +609,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paper", type=Path, default=PAPER_TABLE, help="the paper's table (CSV)")
     parser.add_argument("--bound", type=float, default=BOUND, metavar="B", help="percentage points: a paired "
                         "interval inside ±B reads 'no effect beyond ±B'; fix it before the sweep (default 2)")
+    parser.add_argument("--seeds", help="the seeds fixed before the sweep (e.g. 0-9), where it ran as several "
+                             "commands; default: the sweep's multirun.yaml")
     parser.add_argument("--figure1", action="store_true", help="SWEEP_DIR is an experiment=figure1 sweep: "
                         "write figure1.png, .md and .json (ReLU against tanh, Section 3.1)")
     parser.add_argument("--target", type=float, help="with --figure1: the training error the speed-up is "
@@ -627,9 +629,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.sweep_dir is not None:
             runs, missing = sweep_runs(args.sweep_dir)
             source, command = f"`{args.sweep_dir}` ({len(runs)} runs)", sweep_command(args.sweep_dir)
-            seeds = sweep_seeds(args.sweep_dir)
+            seeds = args.seeds or sweep_seeds(args.sweep_dir)
         else:
-            runs, missing, seeds = wandb_runs(args.wandb, args.group), [], None
+            runs, missing, seeds = wandb_runs(args.wandb, args.group), [], args.seeds
             source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs)", None
         if not runs and not missing:
             sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}")

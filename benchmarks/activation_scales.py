@@ -42,7 +42,7 @@ def validation_images(cfg, count: int) -> torch.Tensor:
     datamodule = build_datamodule({**OmegaConf.to_container(cfg.data, resolve=True), "num_workers": 0})
     datamodule.setup("validate")
     batches, taken = [], 0
-    for images, _ in datamodule.val_dataloader():
+    for images, *_ in datamodule.val_dataloader():  # (images, labels[, streams])
         batches.append(datamodule.views(images, "center"))
         taken += len(images)
         if taken >= count:

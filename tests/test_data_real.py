@@ -109,7 +109,7 @@ def test_lrn_acts_on_the_table_presets_real_inputs(compose_cfg, shared_cache, tm
     cfg = compose_cfg(f"experiment={preset}", "data=folder", f"data.root={source}", "data.num_classes=10")
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    images, _ = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
+    images, *_ = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
     torch.manual_seed(0)
     net = instantiate(cfg.model).eval()
     with LayerActivity(net) as activity, torch.no_grad():

@@ -215,6 +215,33 @@ def test_ablations_change_only_their_component_of_every_preset(compose_cfg, pres
     with torch.no_grad():
         size = cfg.model.input_size
         assert net(torch.randn(2, 3, size, size)).shape == (2, 10)
+    # Common random numbers: every layer the ablation leaves its shape starts from the same
+    # draws as in `none` of the seed (tanh's biases are 0, not the ReLUs' positive ones, and
+    # kaiming scales tanh's weights by another gain: the same draws times a constant).
+    base_weights, weights = base.state_dict(), net.state_dict()
+    same = [k for k, v in weights.items() if k in base_weights and base_weights[k].shape == v.shape
+            and not (ablation == "tanh" and k.endswith("bias"))]
+    assert "classifier.fc8.weight" in same
+    for key in same:
+        w, b = weights[key], base_weights[key]
+        if ablation == "tanh":
+            torch.testing.assert_close(w, b * (w.norm() / b.norm()), rtol=1e-5, atol=1e-8, msg=key)
+        else:
+            assert torch.equal(w, b), key
+
+
+def test_each_layers_initial_weights_depend_on_the_seed_and_its_name_only(compose_cfg):
+    """Removing conv3 shifts no other layer's draws (they once came from one stream, so 6 of
+    no_conv3's 13 same-shape tensors started elsewhere), and another seed draws other weights."""
+    nets = {(ablation, seed): instantiate(compose_cfg("experiment=tiny", f"+ablation={ablation}", f"seed={seed}",
+                                                      run=f"{ablation}{seed}").model)
+            for ablation in ("none", "no_conv3") for seed in (3, 4)}
+    conv1 = {key: net.features.conv1.weight for key, net in nets.items()}
+    assert torch.equal(conv1["none", 3], conv1["no_conv3", 3]) and torch.equal(conv1["none", 4], conv1["no_conv3", 4])
+    assert not torch.equal(conv1["none", 3], conv1["none", 4])
+    assert torch.equal(nets["none", 3].features.conv5.weight, nets["no_conv3", 3].features.conv5.weight)
+    # two layers of one shape in one net draw differently (the name is in the seed)
+    assert not torch.equal(nets["none", 3].features.conv3.weight[:, :32], nets["none", 3].features.conv4.weight[:, :32])
 
 
 def test_ablations_compose_together(build):
@@ -244,6 +271,17 @@ def test_caffe_initialisation(build):
         std = 0.005 if name in ("fc6", "fc7") else 0.01
         assert layer.weight.std().item() == pytest.approx(std, rel=0.05), name
         assert torch.all(layer.bias == (0.1 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0))
+
+
+@pytest.mark.parametrize("init", ["paper", "paper_gain", "caffe"])
+def test_positive_bias_sets_the_constant_of_the_positive_biases_only(build, init):
+    """model.positive_bias (the table_cpu preset's 0.1, ablations/README.md): the same weights,
+    the positive biases of conv2, conv4, conv5, fc6, fc7 at the value asked for, the others 0."""
+    default, _ = build(f"model.init={init}")
+    net, _ = build(f"model.init={init}", "model.positive_bias=0.1")
+    for (name, d), (_, layer) in zip(default.learned_layers(), net.learned_layers()):
+        assert torch.equal(d.weight, layer.weight), name
+        assert torch.all(layer.bias == (0.1 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0)), name
 
 
 @pytest.mark.parametrize("init", ["paper", "paper_gain", "caffe"])

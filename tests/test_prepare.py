@@ -234,3 +234,23 @@ def test_a_corrupt_shard_is_reported_naming_the_file(tmp_path, both_storages, da
 def test_unknown_storage_is_refused(tmp_path):
     with pytest.raises(ValueError, match="storage='png'"):
         prepare(odd_folder(tmp_path / "src"), tmp_path / "out", storage="png")
+
+
+def test_held_out_training_images_join_val_after_the_official_ones(tmp_path):
+    """--held-out-to-val: the training images --train-per-class leaves out are scored as
+    validation, after the data set's own (their count recorded), and stay out of the mean image."""
+    source, out = odd_folder(tmp_path / "src"), tmp_path / "out"
+    meta = main([str(source), str(out), "--image-size", str(SIZE), "--workers", "1", "--train-per-class", "2",
+                 "--held-out-to-val"])
+    left_out = 2 * (len(KINDS) - 2)
+    assert meta["val_official_images"] == 4
+    assert meta["splits"]["train"]["images"] == 4 and meta["splits"]["val"]["images"] == 4 + left_out
+    files = (out / "val" / "files.txt").read_text().split()
+    assert all(f.startswith("val/") for f in files[:4]) and all(f.startswith("train/") for f in files[4:])
+    assert not set(files) & set((out / "train" / "files.txt").read_text().split())
+    images, expected = rows_and_references(out, source, "val")
+    np.testing.assert_array_equal(images, expected)
+    train, _ = rows_and_references(out, source, "train")
+    np.testing.assert_allclose(PixelStats.load(out / "stats.npz").mean_image, train.mean(axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="held_out_to_val needs train_per_class"):
+        prepare(source, tmp_path / "whole", image_size=SIZE, progress=False, held_out_to_val=True)

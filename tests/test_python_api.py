@@ -20,9 +20,6 @@ from alexnet_lit.build import CONFIG_DIR, build_datamodule
 from alexnet_lit.results import CheckpointRun
 from conftest import REPO, command, finished_run
 
-# Until issue 19's WIP is finished: a validation batch with no training images in it fails in
-# AlexNetModule.validation_step, so these runs score no training images.
-NO_TRAIN_EVAL = "data.train_eval_images=0"
 
 SAVE_INITIAL = """
 import torch
@@ -76,7 +73,7 @@ def test_alexnet_is_the_network_the_train_command_builds(tmp_path, cache_dir):
 
 @pytest.mark.slow
 def test_load_gives_the_network_evaluate_scores_with_its_config_and_class_names(tmp_path, cache_dir):
-    run = finished_run(tmp_path / "run", cache_dir, "data.num_classes=4", "trainer.max_epochs=2", NO_TRAIN_EVAL)
+    run = finished_run(tmp_path / "run", cache_dir, "data.num_classes=4", "trainer.max_epochs=2")
     ckpt = run / "checkpoints" / "best.ckpt"
     done = subprocess.run(command("evaluate", tmp_path / "eval", cache_dir, f"ckpt={ckpt}", "data.val_views=[center]"),
                           cwd=REPO, capture_output=True, text=True, timeout=600)

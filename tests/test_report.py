@@ -170,6 +170,11 @@ def test_the_bound_decides_the_equivalence_verdict(sweep):
         report.main([str(sweep), "--bound", "-1"])
 
 
+def test_seeds_fixed_for_a_sweep_run_as_several_commands_are_stated(sweep):
+    report.main([str(sweep), "--seeds", "0-9"])
+    assert "the seeds, `0-9` (the sweep's), runs found for seeds 0-3;" in (sweep / "report.md").read_text()
+
+
 def rewrite(sweep: Path, ablation: str, **values) -> None:
     """Set keys of every results.json of ``ablation`` in the sweep."""
     for path in sweep.glob("*/results.json"):

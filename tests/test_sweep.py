@@ -128,7 +128,7 @@ def test_the_slurm_launcher_asks_for_what_the_trainer_uses(overrides, asked):
     assert {k: launcher.params[k] for k in asked} == asked
 
 
-@pytest.mark.parametrize("preset, seeds", [("table", 3), ("table_cpu", 3)])
+@pytest.mark.parametrize("preset, seeds", [("table", 10), ("table_cpu", 10)])
 def test_the_table_presets_sweep_every_ablation_file(preset, seeds):
     """Hydra's own sweeper expands the preset's ``+ablation=glob(*)`` into the jobs."""
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(CONFIG_DIR))

@@ -1,0 +1,48 @@
+#!/bin/bash
+# The CPU table: every file of conf/ablation/ x seeds 0..9 of experiment=table_cpu, on two
+# workers, kept job by job so that it can span machines (ablations/README.md).
+#
+#   bash ablations/table/run.sh DATA SWEEP [WORKERS]
+#   python -m alexnet_lit.report ablations/table/runs --seeds 0-9 --bound 2 --out ablations
+#
+# DATA: a folder made by
+#   python -m alexnet_lit.prepare IMAGENETTE DATA --image-size 76 --train-per-class 500 --held-out-to-val
+# SWEEP: where the jobs train (checkpoints; not committed). A job whose results are kept in
+# ablations/table/runs/seed<S>/<ablation>/ (results.json and .hydra/, committed) is done; one
+# left unfinished in SWEEP resumes from its last.ckpt; a worker holds a job's lock
+# (SWEEP/logs/<job>.lock, flock: released by the kernel when the process dies) while it trains
+# it, so workers, and the same command started twice, never share one; a job that fails is
+# logged and left for the next invocation. Jobs go seed by seed, so complete seeds (every arm
+# beside `none`) come first.
+# Fixed before the sweep: the seeds, B = 2 points, the collapse rule of alexnet_lit/results.py.
+set -euo pipefail
+data=$(realpath "$1") sweep=$(realpath -m "$2") workers=${3:-2}
+here=$(cd "$(dirname "$0")" && pwd)
+kept=$here/runs
+ablations=$(cd "$here/../../conf/ablation" && ls *.yaml | sed 's/\.yaml$//')
+mkdir -p "$sweep/logs" "$kept" && touch "$sweep/logs/started.$$"
+
+worker() {
+  for seed in $(seq 0 9); do
+    for ablation in $ablations; do
+      job=seed$seed/$ablation log=$sweep/logs/seed$seed-$ablation
+      [ -f "$kept/$job/results.json" ] && continue
+      [ "$log.failed" -nt "$sweep/logs/started.$$" ] 2>/dev/null && continue  # failed in this invocation
+      echo "$(date -u +%FT%TZ) worker $1: $job"
+      status=0
+      OMP_NUM_THREADS=1 nice -n 10 flock -n -E 75 "$log.lock" python -m alexnet_lit.train experiment=table_cpu \
+          "data.root=$data" "+ablation=$ablation" "seed=$seed" "hydra.run.dir=$sweep/$job" > "$log.$$-$1" 2>&1 || status=$?
+      if [ $status = 0 ]; then
+        mkdir -p "$kept/$job/.hydra"
+        cp "$sweep/$job/results.json" "$kept/$job/"
+        cp "$sweep/$job/.hydra/config.yaml" "$sweep/$job/.hydra/overrides.yaml" "$kept/$job/.hydra/"
+      elif [ $status != 75 ]; then  # 75: another worker holds it
+        touch "$log.failed"
+        echo "$(date -u +%FT%TZ) worker $1: $job failed (exit $status), see $log.$$-$1"
+      fi
+    done
+  done
+}
+
+for w in $(seq 1 "$workers"); do worker "$w" & done
+wait

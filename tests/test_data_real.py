@@ -74,7 +74,7 @@ def test_cifar10_from_jpegs_and_prepared(compose_cfg, tmp_path):
                   "--workers", "1"])
     for data_root in (root, tmp_path / "prepared"):
         cfg = compose_cfg("data=cifar10", f"data.root={data_root}", "data.crop_size=28",
-                          "data.num_workers=0", "data.batch_size=16")
+                          "data.num_workers=0", "data.batch_size=16", "data.train_eval_images=0")
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()
         datamodule.setup("fit")

@@ -36,7 +36,9 @@ worker() {
         mkdir -p "$kept/$job/.hydra"
         cp "$sweep/$job/results.json" "$kept/$job/"
         cp "$sweep/$job/.hydra/config.yaml" "$sweep/$job/.hydra/overrides.yaml" "$kept/$job/.hydra/"
-      elif [ $status != 75 ]; then  # 75: another worker holds it
+      elif [ $status = 75 ]; then
+        echo "$(date -u +%FT%TZ) worker $1: $job is another worker's"
+      else
         touch "$log.failed"
         echo "$(date -u +%FT%TZ) worker $1: $job failed (exit $status), see $log.$$-$1"
       fi

@@ -84,7 +84,8 @@ def test_load_gives_the_network_evaluate_scores_with_its_config_and_class_names(
     assert not trained.net.training
     assert trained.class_names == ["class000", "class001", "class002", "class003"]
     assert (trained.config.seed, trained.config.data.num_classes) == (0, 4)
-    datamodule = build_datamodule({**OmegaConf.to_container(trained.config.data), "val_views": ["center"]})
+    datamodule = build_datamodule({**OmegaConf.to_container(trained.config.data), "val_views": ["center"],
+                                   "train_eval_images": 0})  # the validation images alone, as evaluate scores
     datamodule.setup("validate")
     wrong = total = 0
     with torch.no_grad():

@@ -1,9 +1,11 @@
-"""SLURM for real, on the one-node cluster the tests start (conftest.slurm): a sweep through
-hydra/launcher=slurm, a 2-process DDP job under srun, and jobs stopped by SIGTERM (scancel, or
-their time limit's --signal) that requeue themselves and end as an uninterrupted run."""
+"""SLURM for real, on the one-node cluster the tests start (conftest.slurm): a sweep and an
+Optuna search through hydra/launcher=slurm, a 2-process DDP job under srun, and jobs stopped
+by SIGTERM (scancel, or their time limit's --signal) that requeue themselves and end as an
+uninterrupted run."""
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,11 @@ from test_ddp import DDP, UNEVEN_DATA, assert_validates_like_one_process
 from test_resume import (SAME, STEPS_PER_EPOCH, assert_same_run, output, uninterrupted,  # noqa: F401 (a fixture)
                          wait_for_checkpoint)
 from test_sweep import jobs_results, multirun
+
+try:
+    import optuna
+except ImportError:
+    optuna = None
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +67,24 @@ def test_a_sweep_through_the_slurm_launcher_completes_and_reports(tmp_path, cach
 
     report.main([str(sweep)])
     assert report_table((sweep / "report.md").read_text())["none"][2] == "2"
+
+
+@pytest.mark.skipif(optuna is None, reason="the search needs Optuna: pip install -e '.[search]'")
+def test_an_optuna_search_runs_its_trials_as_slurm_jobs(tmp_path, cache_dir, slurm):
+    """hparams_search=lr through hydra/launcher=slurm: two trials in one batch, each a SLURM
+    job in its trial's folder, each scored from its results.json."""
+    from test_search import score, search_command, trials
+    sweep = tmp_path / "sweep"
+    command = search_command(sweep, cache_dir, "hydra/launcher=slurm", "hydra.sweeper.n_jobs=2", n_trials=2)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=slurm.env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for trial in trials(sweep):
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert trial.value == score(sweep / str(trial.number))
+    job_ids = [p.name for p in (sweep / ".submitit").iterdir() if list(p.glob("*_result.pkl"))]
+    assert len(job_ids) == 2
+    for job_id in job_ids:
+        assert slurm.wait(job_id, timeout=60)["JobState"] == "COMPLETED"
 
 
 def test_two_tasks_under_srun_validate_like_one_process(tmp_path, cache_dir, slurm):

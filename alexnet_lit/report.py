@@ -16,8 +16,8 @@ place its numbers live), a verdict from the paired interval (agrees or disagrees
 excludes 0, no effect beyond ±B where it lies inside ±B, else not resolved), the clean gap,
 the error on the data set's own validation images where validation holds more, whether every
 run learned, and what LRN did; then each seed's difference and Figure 3's towers (conv1's
-colour specificity). Collapsed runs are kept in every statistic and flagged; a row with a run
-at chance gets no verdict. Runs still going or failed are counted as such. From W&B the
+colour specificity). A seed where a run of the row or of ``none`` collapsed is left out of
+the pairs and named; the collapse rate is a column; a row with a run at chance gets no verdict. Runs still going or failed are counted as such. From W&B the
 errors are read from the runs' summaries; collapse and conv1's colours are unknown there.
 """
 import argparse
@@ -244,9 +244,11 @@ def judged_metric(paper_row: dict | None, runs: list[Run]) -> str:
 
 @dataclass
 class Comparison:
-    """An arm against ``none`` on one metric: paired over seeds, and Welch's on the same runs."""
+    """An arm against ``none`` on one metric: paired over the seeds where neither run
+    collapsed, and Welch's on the same runs; ``collapsed``: the seeds left out for a collapse."""
     paired: Paired
     welch: Delta | None
+    collapsed: list[int]
 
     @property
     def ratio(self) -> float | None:
@@ -258,12 +260,16 @@ class Comparison:
 
 
 def compare(arm: list[Run], base: list[Run], metric: str) -> Comparison:
-    """``arm`` against ``base`` on ``metric`` over their completed runs' seeds."""
-    x, y = by_seed(arm, metric), by_seed(base, metric)
+    """``arm`` against ``base`` on ``metric`` over their completed runs' seeds, a seed where
+    either run collapsed left out (and named)."""
+    collapsed = sorted({r.seed for r in arm + base if r.collapsed and r.seed is not None})
+    x = by_seed([r for r in arm if r.seed not in collapsed], metric)
+    y = by_seed([r for r in base if r.seed not in collapsed], metric)
     pairs = paired(x, y)
     if not pairs.seeds:
-        return Comparison(pairs, None)
-    return Comparison(pairs, welch(Stat.of([x[s] for s in pairs.seeds]), Stat.of([y[s] for s in pairs.seeds])))
+        return Comparison(pairs, None, collapsed)
+    return Comparison(pairs, welch(Stat.of([x[s] for s in pairs.seeds]), Stat.of([y[s] for s in pairs.seeds])),
+                      collapsed)
 
 
 def summarise(runs: list[Run], paper: dict[str, dict], bound: float = BOUND) -> list[dict]:
@@ -360,12 +366,18 @@ def fmt_seeds(seeds: list[int]) -> str:
 
 
 def fmt_pairs(row: dict) -> str:
-    """The seeds paired on the judged metric, and how many runs had no partner."""
+    """The seeds paired on the judged metric, how many runs had no partner, and the seeds
+    left out for a collapse."""
     if not row["vs_none"]:
         return "—"
-    pairs = row["vs_none"][row["judged"]].paired
-    left_out = f", {pairs.left_out} left out" if pairs.left_out else ""
-    return (f"seeds {fmt_seeds(pairs.seeds)}" if pairs.seeds else "none") + left_out
+    comparison = row["vs_none"][row["judged"]]
+    pairs = comparison.paired
+    parts = [f"seeds {fmt_seeds(pairs.seeds)}" if pairs.seeds else "none"]
+    if pairs.left_out:
+        parts.append(f"{pairs.left_out} left out")
+    if comparison.collapsed:
+        parts.append(f"collapsed: {fmt_seeds(comparison.collapsed)}")
+    return "; ".join(parts)
 
 
 def fmt_collapsed(row: dict) -> str:
@@ -472,8 +484,8 @@ def header_lines(rows: list[dict], bound: float) -> list[str]:
         "error is judged on the clean training error where every run has it. *Clean train*: "
         "training images scored as validation scores its own; *clean gap*: val top-1 minus clean "
         "train top-1. *Collapsed*: runs that collapsed under the rule above (results.json's "
-        "`learning.collapsed`); collapsed runs are kept in every statistic, flagged here and in the "
-        "per-seed differences; a row where a run of it or of `none` ended at chance gets no verdict. "
+        "`learning.collapsed`): the arm's collapse rate; a seed where the run of the row or of `none` "
+        "collapsed is left out of the pairs (named in *pairs*), its runs kept in the means; a row where a run of it or of `none` ended at chance gets no verdict. "
         "*Learning*: each run's verdict from results.json (a loss spike: a training loss above 3 "
         "ln(classes); at chance: final val accuracy within 3 binomial sd of 1/classes). *LRN*: each "
         "LRN layer's mean divisor (k + α Σa²)^β at the last validation over k^β; 1.00 is a constant "
@@ -505,17 +517,14 @@ def table_row(row: dict, official: bool) -> str:
 
 
 def per_seed_lines(rows: list[dict]) -> list[str]:
-    """Each seed's difference against ``none`` on the verdict's metric; collapsed runs marked."""
-    lines = ["Per-seed differences against `none` (percentage points, on the verdict's metric; "
-             "collapsed: the run of the row or of `none` collapsed):", ""]
-    collapsed_none = next((set(row["collapsed"]) for row in rows if row["ablation"] == "none"), set())
+    """Each paired seed's difference against ``none`` on the verdict's metric."""
+    lines = ["Per-seed differences against `none` (percentage points, on the verdict's metric; a seed "
+             "where the run of the row or of `none` collapsed is left out of the pairs):", ""]
     for row in rows:
         if not row["vs_none"]:
             continue
         pairs = row["vs_none"][row["judged"]].paired
-        marked = set(row["collapsed"]) | collapsed_none
-        values = ", ".join(f"{seed}: {d:+.1f}" + (" (collapsed)" if seed in marked else "")
-                           for seed, d in pairs.differences.items())
+        values = ", ".join(f"{seed}: {d:+.1f}" for seed, d in pairs.differences.items())
         lines.append(f"- `{row['ablation']}` ({METRICS[row['judged']]}, {fmt_pairs(row)}): {values or '—'}")
     return lines + [""]
 

@@ -1,4 +1,4 @@
-"""Prepare a data set once, the paper's way (PAPER.md "Data"): every image's shorter side to
+"""Prepare a data set once, the paper's way (docs/paper.md "Data"): every image's shorter side to
 256, the central 256x256 patch kept, written as raw uint8 arrays (or, ``--storage jpeg``, as
 JPEG shards) with the training set's mean image and RGB colour PCA beside them
 (alexnet_lit.data.prepared). Parallel over CPU cores, resumable: run the same command again

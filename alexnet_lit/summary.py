@@ -3,7 +3,7 @@
 shape, neurons, parameters and multiply-adds for one image, with totals.
 
 The paper lists 253,440-186,624-64,896-64,896-43,264-4096-4096-1000 neurons; its first figure
-is an erratum for conv1's 55x55x96 = 290,400 (PAPER.md).
+is an erratum for conv1's 55x55x96 = 290,400 (docs/paper.md "Architecture").
 """
 from dataclasses import dataclass
 

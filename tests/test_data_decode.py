@@ -8,7 +8,7 @@ from conftest import write_image
 
 
 def reference(path, size: int) -> np.ndarray:
-    """PAPER.md "Data", written out with PIL alone: the shorter side to ``size`` (the longer
+    """docs/paper.md "Data", written out with PIL alone: the shorter side to ``size`` (the longer
     one truncated to an integer, as torchvision does), then the central size x size patch."""
     image = Image.open(path).convert("RGB")
     w, h = image.size

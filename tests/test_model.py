@@ -1,4 +1,4 @@
-"""The network against PAPER.md: parameter count, shapes, LRN, towers, ablations, init."""
+"""The network against docs/paper.md: parameter count, shapes, LRN, towers, ablations, init."""
 import math
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Pixel statistics: the mean image (PAPER.md "Data") and the eigen decomposition of the RGB
+"""Pixel statistics: the mean image (docs/paper.md "Data") and the eigen decomposition of the RGB
 covariance behind PCA colour noise (Section 4.1).
 
 Convention: the mean image and the channel std are on the 0..255 scale; the covariance and

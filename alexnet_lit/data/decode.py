@@ -1,4 +1,4 @@
-"""Decoding the real, messy files of ILSVRC-2012 (PAPER.md "Data"): grayscale and CMYK JPEGs
+"""Decoding the real, messy files of ILSVRC-2012 (docs/paper.md "Data"): grayscale and CMYK JPEGs
 and a PNG file with a .JPEG name all come out as RGB; then the shorter side goes to
 image_size and the central image_size x image_size patch is kept.
 

@@ -1,4 +1,4 @@
-"""A data set of class folders fed the paper's way (Section 4.1, PAPER.md "Data").
+"""A data set of class folders fed the paper's way (Section 4.1, docs/paper.md "Data").
 
 ``root`` is either a folder of image files (``train/<class>/*`` and ``val/<class>/*``, or
 ILSVRC-2012's flat val folder, see alexnet_lit.data.samples), which the workers decode and

@@ -1,4 +1,4 @@
-"""The prepared format: every image brought to image_size x image_size once (PAPER.md "Data"),
+"""The prepared format: every image brought to image_size x image_size once (docs/paper.md "Data"),
 stored in one of two ways (``storage``, chosen when preparing and recorded in prepared.json):
 
 - ``raw``: one uint8 (N, S, S, 3) ``.npy`` array per split, read through a memory map. It won

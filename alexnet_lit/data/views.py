@@ -1,5 +1,5 @@
 """What the network sees of a batch of uint8 (B, S, S, 3) images, computed on the device
-after transfer (Section 4.1, PAPER.md "Test time"):
+after transfer (Section 4.1, docs/paper.md "Test time"):
 
 - ``random``: one random crop_size x crop_size patch per image, mirrored with probability
   1/2, plus PCA colour noise (training);

@@ -440,7 +440,7 @@ def fixed_line(runs: list[Run], seeds: str | None, bound: float) -> list[str]:
     return [f"Fixed before the sweep: the seeds, {sweep}; the equivalence bound B = ±{bound:g} points; and "
             f"the collapse rule: a run collapsed where a ReLU layer has more than {DEAD_LAYER:.0%} of its "
             f"units silent on every image its last validation scored, or where its training loss stayed "
-            f"above {AT_CHANCE_LOSS:g} ln(classes) for more than {AT_CHANCE_STEPS:.0%} of its steps "
+            f"above {AT_CHANCE_LOSS:g} ln(classes) for more than {AT_CHANCE_STEPS:.0%} of the steps of its second half "
             "(alexnet_lit.results). Adding seeds until a verdict appears would be optional stopping.", ""]
 
 

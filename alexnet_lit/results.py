@@ -47,22 +47,23 @@ def _metric(metrics: dict, key: str) -> float | None:
 
 EXPLODED = 3.0  # a training loss above this many times chance's, ln(classes), is a blow-up
 CHANCE_Z = 3.0  # final val accuracy within this many binomial sds of 1/classes is chance
-# The collapse rule, fixed before the table's sweep (ablations/README.md): a run collapsed
-# where a ReLU layer has more than DEAD_LAYER of its units silent on every image the last
-# validation scored, or where its training loss stayed above AT_CHANCE_LOSS x ln(classes)
-# for more than AT_CHANCE_STEPS of its steps.
+# The collapse rule, fixed before the table's sweep (ablations/table/README.md): a run
+# collapsed where a ReLU layer has more than DEAD_LAYER of its units silent on every image the
+# last validation scored, or where its training loss stayed above AT_CHANCE_LOSS x ln(classes)
+# for more than AT_CHANCE_STEPS of the steps of its second half (a short run that starts at
+# chance and then learns has not collapsed).
 DEAD_LAYER, AT_CHANCE_LOSS, AT_CHANCE_STEPS = 0.9, 0.95, 0.5
 
 
 class LossWatch:
     """The first and the largest training loss, the step of the largest, and how many steps
-    had a loss above ``chance`` (AT_CHANCE_LOSS x ln(classes)) of how many, kept on the loss's
-    device (no host sync per step)."""
+    from ``from_step`` on (the second half of training) had a loss above ``chance``
+    (AT_CHANCE_LOSS x ln(classes)) of how many, kept on the loss's device (no host sync per step)."""
 
     KEYS = ("first", "largest", "step", "steps", "at_chance")
 
-    def __init__(self, chance: float = math.inf):
-        self.chance = chance
+    def __init__(self, chance: float = math.inf, from_step: int = 0):
+        self.chance, self.from_step = chance, from_step
         self.first = self.largest = self.step = self.steps = self.at_chance = None
 
     def update(self, loss: torch.Tensor, step: int) -> None:
@@ -74,8 +75,9 @@ class LossWatch:
         bigger = loss > self.largest
         self.largest = torch.where(bigger, loss, self.largest)
         self.step = torch.where(bigger, torch.tensor(step, device=loss.device), self.step)
-        self.steps = self.steps + 1
-        self.at_chance = self.at_chance + (loss > self.chance).long()
+        if step >= self.from_step:
+            self.steps = self.steps + 1
+            self.at_chance = self.at_chance + (loss > self.chance).long()
 
     def state_dict(self) -> dict:
         if self.first is None:
@@ -93,7 +95,7 @@ def collapse_reasons(watch: dict, dead_units: dict[str, float]) -> list[str]:
     """Why a run counts as collapsed under the rule above (empty: it did not)."""
     reasons = [f"{layer}: {dead:.0%} of its units dead" for layer, dead in dead_units.items() if dead > DEAD_LAYER]
     if watch.get("steps") and watch["at_chance"] > AT_CHANCE_STEPS * watch["steps"]:
-        reasons.append(f"training loss at chance for {watch['at_chance'] / watch['steps']:.0%} of its steps")
+        reasons.append(f"training loss at chance for {watch['at_chance'] / watch['steps']:.0%} of its second half's steps")
     return reasons
 
 
@@ -206,6 +208,8 @@ class ResultsWriter(Callback):
             self.val_images += images * trainer.world_size
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = trainer.estimated_stepping_batches  # inf for a run with no limit
+        self.loss_watch.from_step = int(total) // 2 if math.isfinite(total) else 0
         self.start = time.time()
         self._write(trainer, "running")
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from alexnet_lit.lrn import LRN
 from alexnet_lit.probes import DeadUnits, LayerActivity, relu_units
-from alexnet_lit.results import AT_CHANCE_STEPS, DEAD_LAYER, learning_verdict
+from alexnet_lit.results import AT_CHANCE_STEPS, DEAD_LAYER, LossWatch, learning_verdict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,10 +90,21 @@ def test_learning_verdict(watch, val_err, verdict):
     assert result["collapsed"] == verdict.endswith("at chance")
 
 
+def test_loss_at_chance_is_counted_over_the_second_half_only():
+    """A run at chance for its first 36 of 62 steps that then learns (the quick start) is not
+    collapsed: only steps from the second half on are counted."""
+    watch = LossWatch(chance=0.95 * math.log(10), from_step=31)
+    for step in range(62):
+        watch.update(torch.tensor(2.31 if step < 36 else 1.0), step)
+    state = watch.state_dict()
+    assert (state["steps"], state["at_chance"], state["first"]) == (31, 5, pytest.approx(2.31))
+    assert learning_verdict(10, state, 0.45, val_images=200, dead_units={})["verdict"] == "learns"
+
+
 @pytest.mark.parametrize("dead, at_chance, reasons", [
     ({"act6": 0.5, "act7": DEAD_LAYER}, 0, []),  # at the bound: not beyond it
     ({"act6": 0.5, "act7": 0.97}, 0, ["act7: 97% of its units dead"]),
-    ({"act7": 0.2}, 301, ["training loss at chance for 50% of its steps"]),  # 301 of 600: more than half
+    ({"act7": 0.2}, 301, ["training loss at chance for 50% of its second half's steps"]),  # 301 of 600: more than half
     ({"act7": 0.2}, 300, []),
 ])
 def test_the_collapse_rule_catches_runs_that_learn_a_little(dead, at_chance, reasons):

@@ -131,7 +131,7 @@ def test_the_report_puts_our_changes_beside_the_papers(sweep):
     assert ("Fixed before the sweep: the seeds, `0,1` (the sweep's), runs found for seeds 0-3; the equivalence "
             "bound B = ±2 points; and the collapse rule: a run collapsed where a ReLU layer has more than "
             "90% of its units silent on every image its last validation scored, or where its training "
-            "loss stayed above 0.95 ln(classes) for more than 50% of its steps") in text
+            "loss stayed above 0.95 ln(classes) for more than 50% of the steps of its second half") in text
     assert "`none` overfits by 14.3 percentage points (validation minus clean training top-1 error" in text
     assert "14.0 to 15.0 over 3 runs). This gap is the condition for the regularisers' rows" in text
     assert "a seed where the run of the row or of `none` collapsed is left out of the pairs" in text

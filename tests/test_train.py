@@ -109,6 +109,7 @@ def test_readme_quick_start(tmp_path):
     assert results["status"] == "completed" and results["epochs"] == 2
     assert results["params"] == 56_909_194  # the paper's network with a 10-way fc8
     assert results["val_top1_err"] < 0.8  # chance is 0.9
+    assert results["learning"]["verdict"] == "learns"  # at chance for its first epoch only: not collapsed
     assert (run / ".hydra" / "config.yaml").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
     assert list((tmp_path / "cache").glob("synthetic-*/train/class009/*.jpg"))
 

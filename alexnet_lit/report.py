@@ -78,7 +78,8 @@ class Run:
 SETTING = {"classes": "data.num_classes", "init": "model.init", "inputs": "data.normalize",
            "crop": "model.input_size", "image size": "data.image_size", "batch": "data.batch_size",
            "lr": "optim.lr", "epochs": "trainer.max_epochs", "views": "data.val_views",
-           "towers": "model.towers"}
+           "towers": "model.towers",
+           "positive biases": "model.positive_bias"}
 
 
 def setting_of(config: dict) -> dict:
@@ -420,6 +421,7 @@ def setting_lines(runs: list[Run]) -> list[str]:
         return ["Setting: unknown (no run config found)."]
     values = {key: sorted({str(s.get(key)) for s in settings}) for key in SETTING}
     values["inputs"] = [INPUTS.get(v, v) for v in values["inputs"]]
+    values["positive biases"] = [v if v != "None" else "the init's" for v in values["positive biases"]]
     size = sorted({s["parameters"] for r, s in zip(runs, settings) if r.ablation == "none" and s.get("parameters")})
     parts = [f"{key} {' / '.join(v)}" for key, v in values.items()]
     lines = ["Setting of our runs: " + "; ".join(parts) + "."]

@@ -62,7 +62,7 @@ class LossWatch:
 
     KEYS = ("first", "largest", "step", "steps", "at_chance")
 
-    def __init__(self, chance: float = math.inf, from_step: int = 0):
+    def __init__(self, chance: float = math.inf, from_step: int | None = None):
         self.chance, self.from_step = chance, from_step
         self.first = self.largest = self.step = self.steps = self.at_chance = None
 
@@ -75,7 +75,7 @@ class LossWatch:
         bigger = loss > self.largest
         self.largest = torch.where(bigger, loss, self.largest)
         self.step = torch.where(bigger, torch.tensor(step, device=loss.device), self.step)
-        if step >= self.from_step:
+        if step >= (self.from_step or 0):
             self.steps = self.steps + 1
             self.at_chance = self.at_chance + (loss > self.chance).long()
 
@@ -195,6 +195,9 @@ class ResultsWriter(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
+        if self.loss_watch.from_step is None:  # here the training data is loaded: no extra pass over it
+            total = trainer.estimated_stepping_batches  # inf for a run with no limit
+            self.loss_watch.from_step = int(total) // 2 if math.isfinite(total) else 0
         self.loss_watch.update(outputs["loss"], trainer.global_step - 1)  # the step just taken
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -208,8 +211,6 @@ class ResultsWriter(Callback):
             self.val_images += images * trainer.world_size
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        total = trainer.estimated_stepping_batches  # inf for a run with no limit
-        self.loss_watch.from_step = int(total) // 2 if math.isfinite(total) else 0
         self.start = time.time()
         self._write(trainer, "running")
 

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(cfg.seed or 0)
     os.environ.setdefault("PL_GLOBAL_SEED", str(cfg.seed or 0))  # the training order's seed
     datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()  # the embedded data set is generated on first use
     datamodule.setup("fit")
     module = build_module(cfg)
     optimizer = module.configure_optimizers()["optimizer"]

@@ -36,6 +36,8 @@ worker() {
         mkdir -p "$kept/$job/.hydra"
         cp "$sweep/$job/results.json" "$kept/$job/"
         cp "$sweep/$job/.hydra/config.yaml" "$sweep/$job/.hydra/overrides.yaml" "$kept/$job/.hydra/"
+        # kept without this machine's folders: DATA and SWEEP stand for them
+        sed -i "s#$data#DATA#g; s#$sweep/#SWEEP/#g" "$kept/$job/results.json" "$kept/$job/.hydra/"*.yaml
       elif [ $status = 75 ]; then
         echo "$(date -u +%FT%TZ) worker $1: $job is another worker's"
       else

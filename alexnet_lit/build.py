@@ -3,6 +3,7 @@ LightningModule, the data module (conf/data), the loggers (conf/logger), the cal
 (conf/callbacks, plus the results file and the W&B media) and the Trainer (conf/trainer).
 ``train``, ``evaluate``, ``predict``, ``summary``, ``figures``, the benchmarks and the tests all
 build them here."""
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from alexnet_lit.checks import check_config
 from alexnet_lit.data.sampling import local_batch_size
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.results import CheckpointRun, ResultsWriter, git_commit
+from alexnet_lit.run_folder import job_folder
 from alexnet_lit.tracking import media_callbacks
 from alexnet_lit.weights import load_weights, network_weights
 
@@ -33,12 +36,20 @@ PAPER_BATCH = 128  # Section 5
 OmegaConf.register_new_resolver("gpus_unless_cpu",
                                 lambda accelerator, devices: None if accelerator == "cpu" else devices)
 OmegaConf.register_new_resolver("add", lambda a, b: a + b)
+OmegaConf.register_new_resolver("job_folder", job_folder)  # conf/hydra: a sweep job's folder
 
 
 def command(config_name: str):
     """A command's entry point: ``main = command("evaluate")(evaluate)`` composes
-    conf/<config_name>.yaml with the command line and calls ``evaluate(cfg)``."""
-    return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
+    conf/<config_name>.yaml with the command line, checks it (alexnet_lit.checks) and calls
+    ``evaluate(cfg)``."""
+    def entry(task):
+        @functools.wraps(task)
+        def checked(cfg: DictConfig):
+            check_config(cfg)
+            return task(cfg)
+        return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(checked)
+    return entry
 
 
 def train_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -49,10 +60,12 @@ def train_config(overrides: Sequence[str] = ()) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose("train", overrides=list(overrides))
+            cfg = compose("train", overrides=list(overrides))
     finally:
         if outer is not None:
             GlobalHydra.instance().initialize(outer)
+    check_config(cfg)
+    return cfg
 
 
 def optim_settings(cfg: DictConfig) -> dict:

@@ -99,11 +99,22 @@ def data_config(cfg: DictConfig, ckpt: str) -> dict:
     return data
 
 
+def check_classes(module: AlexNetModule, data: dict, ckpt: str) -> None:
+    """A network scores only data of as many classes as its fc8 has outputs."""
+    classes = module.net.classifier.fc8.out_features
+    if data.get("num_classes") != classes:
+        where = data.get("root") or data.get("_target_")
+        raise ValueError(f"{ckpt} has {classes} classes, the data ({where}) has data.num_classes="
+                         f"{data.get('num_classes')}: score it on data of its own {classes} classes")
+
+
 def trained_network(cfg: DictConfig, stage: str) -> tuple[AlexNetModule, L.LightningDataModule]:
     """``cfg.ckpt``'s network in evaluation mode and its data (:func:`data_config`), set up
     for ``stage``: what ``predict`` and ``figures`` look at."""
     module = load_member(str(cfg.ckpt), cfg).eval()
-    datamodule = build_datamodule(data_config(cfg, str(cfg.ckpt)))
+    data = data_config(cfg, str(cfg.ckpt))
+    check_classes(module, data, str(cfg.ckpt))
+    datamodule = build_datamodule(data)
     datamodule.prepare_data()
     datamodule.setup(stage)
     return module, datamodule
@@ -140,6 +151,7 @@ def evaluate(cfg: DictConfig) -> dict:
     with open_dict(cfg):  # data.crop_size follows the checkpoint's network
         cfg.model = members[0].hparams.model
     data = data_config(cfg, str(paths[0]))
+    check_classes(members[0], data, str(paths[0]))
     datamodule = build_datamodule(data)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     networks = dict(zip(map(str, paths), members))

@@ -4,8 +4,10 @@ A re-run of the same command (``ckpt_path=last``, the default) continues from
 ``checkpoints/last.ckpt``; what that file holds is alexnet_lit.resume's, SIGTERM is
 alexnet_lit.preemption's.
 """
+import errno
 import math
 import os
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -34,6 +36,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(partial, path)
+        except (OSError, RuntimeError) as err:
+            if no_space_left(err, path.parent):
+                raise OSError(errno.ENOSPC, f"No space left on device: cannot write {path} "
+                                            f"(the previous {path.name} is kept whole)") from None
+            raise
         finally:
             partial.unlink(missing_ok=True)
         folder = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
@@ -41,6 +48,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def no_space_left(err: BaseException, folder: Path) -> bool:
+    """Whether ``err`` (torch.save's writer reports a full disk as ``unexpected pos``) came from
+    ``folder``'s file system being full."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    return shutil.disk_usage(folder).free < 1 << 20 or "No space left" in str(err)
 
 
 class LastCheckpoint(Callback):

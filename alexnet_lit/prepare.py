@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from alexnet_lit.data.decode import ON_ERROR, DecodeError
+from alexnet_lit.data.decode import EXIF_ORIENTATION, ON_ERROR, DecodeError
 from alexnet_lit.data.ilsvrc import GROUND_TRUTH_FORMS
 from alexnet_lit.data.preparation import prepare
 from alexnet_lit.data.prepared import LAYOUTS, SKIPPED, STORAGE
@@ -33,13 +33,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk-size", type=int, default=1000, help="images per unit of work (and per JPEG shard)")
     parser.add_argument("--storage", choices=STORAGE, default="raw",
                         help="raw: uint8 pixels, exact, S*S*3 bytes an image; jpeg: quality 95 in shard "
-                             "files, 7x smaller on Imagenette, decoded on the GPU (README 'Data')")
+                             "files, 7x smaller on Imagenette, decoded on the GPU (docs/data.md)")
     parser.add_argument("--train-per-class", type=int, metavar="N",
                         help="keep the first N training images of each class, by file name (a subset; "
                              "the validation split stays whole)")
     parser.add_argument("--held-out-to-val", action="store_true",
                         help="with --train-per-class: append the training images left out to the validation "
                              "split, after its own images (scored apart as val_official/...)")
+    parser.add_argument("--exif-orientation", choices=EXIF_ORIENTATION, default="ignore",
+                        help="ignore: pixels as stored, as torchvision's loader reads them (default); apply: "
+                             "turned upright as a viewer shows them; training must ask for the same")
     return parser.parse_args(argv)
 
 
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
         meta = prepare(args.source, args.out, layout=args.layout, image_size=args.image_size,
                        workers=args.workers, on_error=args.on_error, val_split=args.val_split,
                        val_labels=args.val_labels, chunk_size=args.chunk_size, storage=args.storage,
-                       train_per_class=args.train_per_class, held_out_to_val=args.held_out_to_val)
+                       train_per_class=args.train_per_class, held_out_to_val=args.held_out_to_val,
+                       exif_orientation=args.exif_orientation)
     except (DecodeError, FileNotFoundError, ValueError) as err:
         sys.exit(f"prepare: {err}")
     counts = ", ".join(f"{name} {s['images']} images ({s['skipped']} skipped)"

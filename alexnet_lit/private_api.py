@@ -43,6 +43,10 @@ class AppendingExperimentWriter(ExperimentWriter):
     ``log_metrics``/``save``, which offer neither."""
 
     def _check_log_dir_exists(self) -> None:
+        """Take up the header of this run's own file (the run folder's lock keeps other jobs
+        out); drop a partial rewrite left by a killed attempt."""
+        if self._fs.isfile(self._partial):
+            self._fs.rm(self._partial)
         if self._fs.isfile(self.metrics_file_path):
             with self._fs.open(self.metrics_file_path, "r", newline="") as f:
                 self.metrics_keys = next(csv.reader(f), [])
@@ -53,13 +57,16 @@ class AppendingExperimentWriter(ExperimentWriter):
             text = f.read()
         return list(csv.DictReader(text[:text.rfind("\n") + 1].splitlines()))
 
+    @property
+    def _partial(self) -> str:
+        return f"{self.metrics_file_path}.partial"
+
     def _rewrite(self, rows: list[dict]) -> None:
-        partial = f"{self.metrics_file_path}.partial"
-        with self._fs.open(partial, "w", newline="") as f:
+        with self._fs.open(self._partial, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
             writer.writeheader()
             writer.writerows(rows)
-        self._fs.mv(partial, self.metrics_file_path)
+        self._fs.mv(self._partial, self.metrics_file_path)
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         self._rewrite(self._rows())

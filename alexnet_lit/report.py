@@ -136,13 +136,19 @@ def run_from_wandb(config: dict, summary: dict, state: str, source: str) -> Run:
                lrn={n: v / k_beta for n, v in lrn.items()} if k_beta and lrn else None, setting=setting)
 
 
-def sweep_runs(sweep_dir: Path) -> tuple[list[Run], list[Path]]:
-    """The runs of every job folder below ``sweep_dir``, and the job folders (those with a
-    ``.hydra/``) that have no results.json: they failed or stopped before training."""
+def sweep_runs(sweep_dir: Path) -> tuple[list[Run], dict[Path, str], list[Path]]:
+    """The runs of every readable job folder below ``sweep_dir``; each results.json that
+    cannot be read, with why; and the job folders (those with a ``.hydra/``) that have no
+    results.json: they failed or stopped before training."""
     results = sorted(sweep_dir.rglob("results.json"))
     jobs = {p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")}
-    missing = sorted(jobs - {p.parent for p in results})
-    return [run_from_results(p) for p in results], missing
+    runs, unreadable = [], {}
+    for path in results:
+        try:
+            runs.append(run_from_results(path))
+        except (OSError, ValueError) as error:
+            unreadable[path] = str(error).removeprefix(f"{path}: ")
+    return runs, unreadable, sorted(jobs - {p.parent for p in results})
 
 
 def last_attempts(api_runs: list) -> list:
@@ -558,7 +564,7 @@ def figure3_lines(runs: list[Run]) -> list[str]:
 
 
 def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None, missing: list[Path],
-             seeds: str | None = None, bound: float = BOUND) -> str:
+             seeds: str | None = None, bound: float = BOUND, unreadable: dict[Path, str] | None = None) -> str:
     official = any_official(rows)
     columns = COLUMNS + (OFFICIAL_COLUMNS if official else [])
     lines = [
@@ -574,6 +580,9 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
     if missing:
         lines += ["Job folders without results.json (failed or stopped before training began): "
                   + ", ".join(f"`{p}`" for p in missing), ""]
+    if unreadable:
+        lines += ["Unreadable results, left out of the table:", "",
+                  *(f"- `{p}`: {why}" for p, why in unreadable.items()), ""]
     lines += [*per_seed_lines(rows), *figure3_lines(runs), "What the paper says:", ""]
     lines += [f"- `{r['ablation']}`: {r['paper']['paper_says']}" for r in rows if r["paper"]]
     return "\n".join(lines) + "\n"
@@ -638,11 +647,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         paper = paper_table(args.paper)
         if args.sweep_dir is not None:
-            runs, missing = sweep_runs(args.sweep_dir)
+            runs, unreadable, missing = sweep_runs(args.sweep_dir)
             source, command = f"`{args.sweep_dir}` ({len(runs)} runs)", sweep_command(args.sweep_dir)
             seeds = args.seeds or sweep_seeds(args.sweep_dir)
         else:
-            runs, missing, seeds = wandb_runs(args.wandb, args.group), [], args.seeds
+            runs, unreadable, missing, seeds = wandb_runs(args.wandb, args.group), {}, [], args.seeds
             source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs)", None
         if not runs and not missing:
             sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}")
@@ -651,10 +660,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"report: {error}")
     out = args.out or args.sweep_dir or Path.cwd()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(rows, runs, source, command, missing, seeds, args.bound),
+    (out / "report.md").write_text(markdown(rows, runs, source, command, missing, seeds, args.bound, unreadable),
                                    encoding="utf-8")
     chart(rows, out / "report.png", args.bound)
     print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
+    if unreadable:  # a damaged file is an error, after the report of the others
+        sys.exit("report: left out of the table: " + "; ".join(f"{p}: {why}" for p, why in unreadable.items()))
 
 
 def figure1_report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

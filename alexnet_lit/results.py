@@ -40,6 +40,16 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def record_failure(path: Path, error: BaseException, meta: dict | None = None) -> None:
+    """Mark the run of ``path`` (results.json) failed with ``error``, keeping all it holds: a
+    run that stops on a bad checkpoint or config keeps what its earlier attempts measured."""
+    try:
+        held = json.loads(path.read_text())
+    except (OSError, ValueError):
+        held = {}
+    write_json(path, {**(meta or {}), **held, "status": "failed", "error": f"{type(error).__name__}: {error}"})
+
+
 def _metric(metrics: dict, key: str) -> float | None:
     value = metrics.get(key)
     return None if value is None else float(value)
@@ -229,6 +239,8 @@ class ResultsWriter(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):  # checkpointed by alexnet_lit.preemption
             self._write(trainer, "interrupted")
+        elif not self.metrics and trainer.is_global_zero:  # nothing measured yet, or restored
+            record_failure(self.path, exception, self.meta)
         else:
             self._write(trainer, "failed", error=f"{type(exception).__name__}: {exception}")
 

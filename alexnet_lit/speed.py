@@ -13,7 +13,7 @@ def reuse_host_memory() -> bool:
     PyTorch takes every CPU tensor from malloc, which serves blocks over 32 MiB (AlexNet's
     activations at batch 32 and up) with a fresh ``mmap`` and unmaps them when freed: every
     step faults in every page of every activation again. With ``mmap`` off and the heap
-    never trimmed, a step reuses the last step's memory (README "Speed": 1.4x faster steps of
+    never trimmed, a step reuses the last step's memory (docs/speed.md: 1.4x faster steps of
     the full network on CPU, about 10% more resident memory). Lasts for the process.
     Returns whether it took effect: not with another C library, where it changes nothing.
     """

@@ -6,6 +6,7 @@ checkpoints/{last,best}.ckpt, csv/metrics.csv and results.json. ``hparams_search
 an Optuna search of such runs (docs/searching.md).
 """
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -15,10 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet_lit.build import build_run, command
 from alexnet_lit.faults import last_checkpoint_path
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
-from alexnet_lit.results import ResultsWriter
+from alexnet_lit.results import ResultsWriter, record_failure
 from alexnet_lit.resume import resume_path
+from alexnet_lit.run_folder import check_resume, run_folder_lock
 from alexnet_lit.speed import reuse_host_memory
 from alexnet_lit.tracking import wandb_runs
+from alexnet_lit.weights import CheckpointError
 from hydra_plugins.alexnet_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 log = logging.getLogger(__name__)
@@ -32,14 +35,22 @@ def train(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed, workers=True)
     run = build_run(cfg)
     out = Path(cfg.paths.output_dir)
-    if launches_from_command_line(run.trainer):  # a DDP job in a multirun
-        return train_under_torchrun(run.trainer, out)
-    with wandb_runs(run.loggers, run.meta):  # one W&B run per job, failed if the job raised
-        for lg in run.loggers:
-            lg.log_hyperparams(dict(OmegaConf.to_container(cfg, resolve=True), **run.meta))
-        run.trainer.fit(run.module, datamodule=run.datamodule,
-                        ckpt_path=resume_path(cfg.get("ckpt_path"), last_checkpoint_path(run.trainer)),
-                        weights_only=True)  # no pickled code runs when loading a checkpoint
+    # one job in a run folder at a time; its other processes share the lock of process 0
+    with run_folder_lock(out) if run.trainer.global_rank == 0 else nullcontext():
+        if launches_from_command_line(run.trainer):  # a DDP job in a multirun
+            return train_under_torchrun(run.trainer, out)
+        ckpt_path = resume_path(cfg.get("ckpt_path"), last_checkpoint_path(run.trainer))
+        try:
+            check_resume(ckpt_path, cfg)  # whole, and this run's
+        except CheckpointError as err:
+            if run.trainer.global_rank == 0:
+                record_failure(out / "results.json", err, run.meta)
+            raise
+        with wandb_runs(run.loggers, run.meta):  # one W&B run per job, failed if the job raised
+            for lg in run.loggers:
+                lg.log_hyperparams(dict(OmegaConf.to_container(cfg, resolve=True), **run.meta))
+            run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path,
+                            weights_only=True)  # no pickled code runs when loading a checkpoint
     # The results writer's metrics: those of this attempt, or, for a finished run re-entered
     # (a sweep run again), those its checkpoint ended with.
     writer = next(c for c in run.trainer.callbacks if isinstance(c, ResultsWriter))

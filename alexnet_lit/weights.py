@@ -2,6 +2,7 @@
 a state dict of our AlexNet, or torchvision's ``alexnet`` state dict (its layer numbers
 renamed to conv1..fc8). Used by ``init_from=PATH`` and by ``evaluate`` on a plain state dict."""
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -15,18 +16,53 @@ TORCHVISION_NAMES = {"features.0": "features.conv1", "features.3": "features.con
                      "classifier.4": "classifier.fc7", "classifier.6": "classifier.fc8"}
 
 
-def read_file(path: str | Path) -> dict:
+class CheckpointError(ValueError):
+    """A checkpoint or state dict file that cannot be used; the message names it, says what is
+    wrong with it and what to do."""
+
+
+START_OVER = ("to start the run afresh in its folder, ckpt_path=null (its results.json and "
+              "csv/metrics.csv start again too); to go on from another checkpoint, ckpt_path=PATH")
+
+
+def _zipped(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with the file's bytes, if anything: empty, truncated, not a PyTorch
+    file, or a record whose CRC does not match (bytes overwritten). A file of torch.save's
+    zip format is checked whole; one of its older format can only be read."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty (0 bytes)"
+    if not _zipped(path):
+        return None  # torch.load says whether it is a PyTorch file of the older format
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f"truncated ({size} bytes; {err})"
+    return f"damaged: its record {bad} fails its CRC check (bytes overwritten)" if bad else None
+
+
+def read_file(path: str | Path, mmap: bool = False) -> dict:
     """What ``torch.load`` finds in ``path`` (tensors and plain containers only: no pickled
-    code runs), with an error naming the file."""
+    code runs; ``mmap``: tensors mapped, not read), checked whole first (:func:`damage`); a
+    :class:`CheckpointError` names the file and what is wrong."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint or state dict file")
+    problem = damage(path)
+    if problem:
+        raise CheckpointError(f"{path}: unreadable checkpoint, {problem}; {START_OVER}")
     try:
-        contents = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ValueError(f"{path}: not a PyTorch checkpoint or state dict ({err})") from err
+        contents = torch.load(path, map_location="cpu", weights_only=True, mmap=(mmap and _zipped(path)) or None)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint or state dict ({err}); {START_OVER}") from err
     if not isinstance(contents, dict):
-        raise ValueError(f"{path}: holds a {type(contents).__name__}, expected a state dict")
+        raise CheckpointError(f"{path}: holds a {type(contents).__name__}, expected a state dict")
     return contents
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -208,6 +209,13 @@ def report_table(markdown: str) -> dict[str, list[str]]:
     return {cells[0].strip().strip("`"): [c.strip() for c in cells] for cells in rows}
 
 
+def job_of(sweep: Path, override: str) -> Path:
+    """The one job folder of a multirun ``sweep`` whose command-line overrides include ``override``."""
+    (folder,) = [p.parent.parent for p in sorted(sweep.glob("*/.hydra/overrides.yaml"))
+                 if f"- {override}" in p.read_text().splitlines()]
+    return folder
+
+
 def wandb_run(run_folder: Path) -> dict:
     """What W&B wrote for the one offline run of a training run folder (see wandb_runs)."""
     (run,) = wandb_runs(run_folder)
@@ -234,10 +242,44 @@ def wandb_runs(run_folder: Path) -> list[dict]:
     return runs
 
 
+def state(pid: int) -> str | None:
+    """A process's state letter (``Z``: a zombie, ended), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The running processes whose parent is ``parent``."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def survivors(pids: list[int], wait: float = 2) -> list[int]:
+    """Those of ``pids`` still running after up to ``wait`` seconds (a killed process dies at
+    once; PyTorch's loader workers notice a dead parent by themselves only after 5 s)."""
+    deadline = time.monotonic() + wait
+    while any(state(pid) not in (None, "Z") for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in pids if state(pid) not in (None, "Z")]
+
+
 def write_image(path: Path, kind: str = "rgb", size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
     """One generated image file of the kinds real ILSVRC-2012 holds: ``rgb``, ``gray`` and
     ``cmyk`` JPEGs, ``png`` (PNG bytes under the given name, e.g. .JPEG), ``truncated`` (a
-    JPEG cut short) and ``garbage`` (not an image)."""
+    JPEG cut short) and ``garbage`` (not an image); and of those users bring: ``png16`` (a
+    16-bit grayscale PNG of the picture's luminance x 257), ``rgba`` (a PNG whose alpha is 0
+    in the top-left quarter, 128 in the top-right, 255 below), ``palette`` (a PNG of 8 colours
+    whose colour 0 is transparent) and ``exif`` (an RGB JPEG tagged Orientation 6: shown
+    turned 90 degrees clockwise)."""
     from PIL import Image
     import numpy as np
 
@@ -250,6 +292,18 @@ def write_image(path: Path, kind: str = "rgb", size: tuple[int, int] = (48, 40),
         path.write_bytes(rng.bytes(2000))
     elif kind == "png":
         image.save(path, format="PNG")
+    elif kind == "png16":
+        Image.fromarray(np.asarray(image.convert("L"), np.uint16) * 257).save(path, format="PNG")
+    elif kind == "rgba":
+        alpha = np.full((h, w), 255, np.uint8)
+        alpha[: h // 2, : w // 2], alpha[: h // 2, w // 2:] = 0, 128
+        Image.fromarray(np.dstack([np.asarray(image), alpha])).save(path, format="PNG")
+    elif kind == "palette":
+        image.quantize(8).save(path, format="PNG", transparency=0)
+    elif kind == "exif":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to show
+        image.save(path, format="JPEG", quality=90, exif=exif)
     elif kind == "truncated":
         image.save(path, format="JPEG", quality=90)
         data = path.read_bytes()

@@ -45,7 +45,7 @@ def test_every_arm_of_a_seed_sees_the_same_batches_and_random_state(tmp_path, ca
         env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path])))
     assert done.returncode == 0, done.stderr[-3000:]
     steps = {}
-    for job in (tmp_path / "sweep").glob("[0-9]*"):
+    for job in (p.parent.parent for p in (tmp_path / "sweep").glob("*/.hydra/overrides.yaml")):
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
         (arm,) = [o.split("=")[1] for o in overrides if o.startswith("+ablation=")]
         steps[arm] = torch.load(job / "batches.pt", weights_only=True)

@@ -1,11 +1,17 @@
 """The real conf/ composes into what README promises."""
+import subprocess
+
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from alexnet_lit.build import train_config
+from alexnet_lit.checks import ConfigError, check_config
+from conftest import REPO, command
+
 
 def test_default_config_is_the_papers_recipe_but_for_the_init(compose_cfg):
-    """Everything the paper's, with bvlc_alexnet's init (README "The default recipe": the
+    """Everything the paper's, with bvlc_alexnet's init (docs/recipe.md, "The default recipe": the
     paper's literal one blew up and collapsed on real images); model.init=paper restores it."""
     cfg = compose_cfg()
     assert cfg.seed == 0 and cfg.ckpt_path == "last"
@@ -36,3 +42,45 @@ def test_cpu_trainer_builds_with_the_run_folder(compose_cfg, tmp_path):
     cfg = compose_cfg("trainer=cpu")
     trainer = instantiate(cfg.trainer)
     assert trainer.default_root_dir == str(tmp_path / "run") and trainer.max_epochs == 90
+
+
+BAD_VALUES = [("data.batch_size=0", "data.batch_size=0: expected an integer >= 1"),
+              ("data.batch_size=-4", "data.batch_size=-4: expected an integer >= 1"),
+              ("data.batch_size=2.5", "data.batch_size=2.5: expected an integer >= 1"),
+              ("optim.lr=-1", "optim.lr=-1: expected a number >= 0"),
+              ("optim.lr=abc", "optim.lr='abc': expected a number >= 0"),
+              ("optim.lr=nan", "optim.lr=nan: expected a number >= 0"),
+              ("optim.momentum=1.5", "optim.momentum=1.5: expected a number in [0, 1)"),
+              ("optim.weight_decay=-0.1", "optim.weight_decay=-0.1: expected a number >= 0"),
+              ("model.dropout=1", "model.dropout=1: expected a number in [0, 1)"),
+              ("data.num_workers=-1", "data.num_workers=-1: expected an integer >= 0"),
+              ("data.image_size=0", "data.image_size=0: expected an integer >= 1"),
+              ("model.input_size=80", "data.crop_size=80 is larger than data.image_size=76"),
+              ("callbacks.last_checkpoint.every_n_steps=0",
+               "callbacks.last_checkpoint.every_n_steps=0: expected an integer >= 1")]
+
+
+@pytest.mark.parametrize("override, said", BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
+def test_a_bad_value_is_named_with_what_is_allowed(compose_cfg, override, said):
+    with pytest.raises(ConfigError) as error:
+        check_config(compose_cfg("experiment=tiny", override))
+    assert said in str(error.value)
+
+
+def test_every_command_checks_its_config_before_writing_a_file(tmp_path, cache_dir, trained_run):
+    ckpt = f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}"
+    for name, extra in (("train", ["experiment=tiny"]), ("evaluate", [ckpt]), ("predict", [ckpt, f"files={tmp_path}"]),
+                        ("figures", [ckpt]), ("summary", [])):
+        folder = tmp_path / name
+        done = subprocess.run(command(name, folder, cache_dir, *extra, "data.batch_size=-4", "optim.lr=abc"),
+                              cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode != 0
+        assert ("ConfigError: bad config values: data.batch_size=-4: expected an integer >= 1; "
+                "optim.lr='abc': expected a number >= 0") in done.stderr, (name, done.stderr[-2000:])
+        written = [p for p in folder.rglob("*") if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log"]
+        assert not written, (name, written)  # Hydra's own records aside
+
+
+def test_the_python_api_checks_the_config_too():
+    with pytest.raises(ConfigError, match="model.dropout=2"):
+        train_config(["model.dropout=2"])

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 from PIL import Image
+from torchvision.datasets.folder import pil_loader
 
 from alexnet_lit.data.decode import DecodeError, ImageFiles, load_rgb, prepare_image
 from conftest import write_image
@@ -64,3 +65,44 @@ def test_skip_policy_marks_the_sample_and_logs_the_file(tmp_path):
         ImageFiles([(str(bad), 1)], 16)[0]
     with pytest.raises(ValueError, match="on_error='ignore'"):
         ImageFiles([], 16, on_error="ignore")
+
+
+def test_16_bit_images_are_scaled_to_8_bits(tmp_path):
+    path = write_image(tmp_path / "deep.png", "png16", (48, 40), seed=1)
+    stored = np.asarray(Image.open(path)).astype(np.int64)  # 16-bit: the picture's grey x 257
+    assert stored.max() > 255
+    pixels = np.asarray(load_rgb(path))
+    for channel in range(3):
+        np.testing.assert_array_equal(pixels[..., channel], stored // 257)
+
+
+def test_exif_orientation_is_ignored_as_torchvision_does_or_applied_on_request(tmp_path):
+    path = write_image(tmp_path / "turned.jpg", "exif", (48, 40))
+    stored = load_rgb(path)
+    assert stored.size == (48, 40)
+    np.testing.assert_array_equal(np.asarray(stored), np.asarray(pil_loader(path)))
+    upright = load_rgb(path, "apply")
+    assert upright.size == (40, 48)  # Orientation 6: shown turned 90 degrees clockwise
+    np.testing.assert_array_equal(np.asarray(upright), np.rot90(np.asarray(stored), k=-1))
+    with pytest.raises(ValueError, match="exif_orientation='upright': expected one of"):
+        load_rgb(path, "upright")
+
+
+def test_transparent_pixels_are_composited_on_white(tmp_path):
+    path = write_image(tmp_path / "alpha.png", "rgba", (48, 40))
+    rgba = np.asarray(Image.open(path)).astype(np.float64)
+    pixels = np.asarray(load_rgb(path)).astype(np.float64)
+    assert (pixels[:20, :24] == 255).all()  # alpha 0: the background
+    np.testing.assert_array_equal(pixels[20:], rgba[20:, :, :3])  # opaque: the colour
+    half = rgba[:20, 24:, :3] * 128 / 255 + 255 * (1 - 128 / 255)
+    assert np.abs(pixels[:20, 24:] - half).max() <= 1
+
+
+def test_a_palettes_transparent_colour_is_composited_on_white(tmp_path):
+    path = write_image(tmp_path / "palette.png", "palette", (48, 40))
+    image = Image.open(path)
+    index, palette = np.asarray(image), np.array(image.getpalette()).reshape(-1, 3)
+    assert image.info["transparency"] == 0 and (index == 0).any() and (index != 0).any()
+    pixels = np.asarray(load_rgb(path))
+    assert (pixels[index == 0] == 255).all()
+    np.testing.assert_array_equal(pixels[index != 0], palette[index[index != 0]])

@@ -111,3 +111,9 @@ def test_a_file_that_is_not_a_checkpoint_is_named(compose_cfg, tmp_path):
         evaluate(compose_cfg(f"ckpt={bad}", command="evaluate"))
     with pytest.raises(FileNotFoundError, match="missing.ckpt: no such"):
         evaluate(compose_cfg(f"ckpt={tmp_path / 'missing.ckpt'}", command="evaluate"))
+
+
+@pytest.mark.slow
+def test_a_checkpoint_and_data_of_other_class_counts_are_refused(compose_cfg, trained_run):
+    with pytest.raises(ValueError, match=f"{best(trained_run)} has 4 classes, the data .* has data.num_classes=3"):
+        evaluate(compose_cfg(f"ckpt={best(trained_run)}", "data.num_classes=3", *QUIET, command="evaluate"))

@@ -6,11 +6,13 @@ import subprocess
 
 import pytest
 
+from alexnet_lit.data.decode import DecodeError
 from alexnet_lit.data.ilsvrc import display_names, synset_words
 from alexnet_lit.data.preparation import prepare
 from alexnet_lit.data.synthetic import synthetic_root
+from alexnet_lit.figures import figures
 from alexnet_lit.predict import predict
-from conftest import REPO, command
+from conftest import REPO, command, write_image
 from test_data_layout import WNIDS, imagenet  # noqa: F401 (a fixture)
 
 
@@ -80,3 +82,38 @@ def test_the_command_on_a_folder_prints_each_image(tmp_path, cache_dir, trained_
                                      f"files={tmp_path}/nothing*.jpg"),
                              cwd=REPO, capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "nothing*.jpg: no image files there" in missing.stderr
+
+
+@pytest.mark.slow
+def test_one_bad_file_is_skipped_and_named_and_the_others_predicted(compose_cfg, trained_run, cache_dir, tmp_path,
+                                                                    capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    good = [shutil.copy(f, images) for f in sorted((trained_data(cache_dir) / "val" / "class002").iterdir())[:3]]
+    bad = str(write_image(images / "cut.jpg", "truncated", (120, 90)))
+    ckpt = f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}"
+    rows = predict(compose_cfg(ckpt, f"files={images}", "topk=1", command="predict"))
+    assert sorted(r["file"] for r in rows) == sorted(good)
+    out = capsys.readouterr().out
+    assert f"skipped cannot decode image {bad}" in out
+    assert out.splitlines()[-1].endswith(f"3 images; written to {tmp_path / 'run' / 'predictions.csv'}; "
+                                         f"1 skipped (on_error=skip): {bad}")
+    with open(tmp_path / "run" / "predictions.csv", newline="") as f:
+        assert sorted(row["file"] for row in csv.DictReader(f)) == sorted(good)
+    with pytest.raises(DecodeError, match="cut.jpg"):
+        predict(compose_cfg(ckpt, f"files={images}", "on_error=error", command="predict"))
+    with pytest.raises(DecodeError, match="none of its 1 files decodes"):
+        predict(compose_cfg(ckpt, f"files={bad}", command="predict"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run,extra", [(predict, ["files=IMAGES"]), (figures, [])], ids=["predict", "figures"])
+def test_a_checkpoint_and_data_of_other_class_counts_are_refused(compose_cfg, trained_run, cache_dir, tmp_path,
+                                                                 run, extra):
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    images = str(trained_data(cache_dir) / "val" / "class000")
+    cfg = compose_cfg(f"ckpt={ckpt}", "data.num_classes=10", *(o.replace("IMAGES", images) for o in extra),
+                      command=run.__name__)
+    with pytest.raises(ValueError, match=f"{ckpt} has 4 classes, the data .* has data.num_classes=10"):
+        run(cfg)
+    assert not list((tmp_path / "run").glob("*.*"))  # refused before writing anything

@@ -3,17 +3,22 @@ colour PCA, resuming without redoing finished work, the skip policy's report, an
 JPEG storage."""
 import json
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from alexnet_lit.data.colour import PixelStats
-from alexnet_lit.data.decode import DecodeError
+from alexnet_lit.data.decode import DecodeError, ImageFiles
+from alexnet_lit.data.folder import FolderDataModule
 from alexnet_lit.data.preparation import prepare
 from alexnet_lit.data.prepared import STORAGE, PreparedImages, PreparedJPEGs, decode_jpegs, read_meta
 from alexnet_lit.prepare import main
-from conftest import on_cuda, write_image
+from conftest import REPO, on_cuda, survivors, worker_pids, write_image
 from test_data_decode import reference
 
 KINDS = [("rgb", (37, 91)), ("gray", (60, 61)), ("cmyk", (50, 70)), ("png", (40, 33)),
@@ -254,3 +259,50 @@ def test_held_out_training_images_join_val_after_the_official_ones(tmp_path):
     np.testing.assert_allclose(PixelStats.load(out / "stats.npz").mean_image, train.mean(axis=0), rtol=1e-6)
     with pytest.raises(ValueError, match="held_out_to_val needs train_per_class"):
         prepare(source, tmp_path / "whole", image_size=SIZE, progress=False, held_out_to_val=True)
+
+
+@pytest.mark.parametrize("orientation", ["ignore", "apply"])
+def test_every_image_mode_is_prepared_as_training_decodes_it_and_the_choice_is_kept(tmp_path, orientation):
+    source, out = tmp_path / "src", tmp_path / "out"
+    for c, name in enumerate(["a_class", "b_class"]):
+        for i, kind in enumerate(["png16", "rgba", "palette", "exif", "rgb"]):
+            write_image(source / "train" / name / f"{i}.png", kind, (48, 40), seed=10 * c + i)
+        write_image(source / "val" / name / "v.jpg", "exif", (50, 30), seed=c)
+    meta = main([str(source), str(out), "--image-size", str(SIZE), "--workers", "2", "--chunk-size", "3",
+                 "--exif-orientation", orientation])
+    assert meta["exif_orientation"] == orientation
+    for split in ("train", "val"):
+        files = (out / split / "files.txt").read_text().splitlines()
+        decoded = ImageFiles([(str(source / f), 0) for f in files], SIZE, exif_orientation=orientation)
+        np.testing.assert_array_equal(np.load(out / split / "images.npy"),
+                                      np.stack([decoded[row][0].numpy() for row in range(len(files))]))
+    other = {"ignore": "apply", "apply": "ignore"}[orientation]
+    data = FolderDataModule(str(out), num_classes=2, image_size=SIZE, crop_size=SIZE, exif_orientation=other)
+    with pytest.raises(ValueError, match=f"data.exif_orientation={other} but {out} was prepared with "
+                                         f"exif_orientation={orientation}: prepare it again"):
+        data.setup("fit")
+    with pytest.raises(ValueError, match="another"):
+        prepare(source, out, image_size=SIZE, workers=1, progress=False, exif_orientation=other)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from Linux's /proc")
+def test_no_worker_outlives_a_prepare_killed_with_sigkill(tmp_path):
+    source, out = tmp_path / "src", tmp_path / "out"
+    for c in range(2):
+        for i in range(150):
+            write_image(source / "train" / f"c{c}" / f"{i}.jpg", "rgb", (400, 300), seed=i)
+        write_image(source / "val" / f"c{c}" / "v.jpg", "rgb", (400, 300))
+    started = subprocess.Popen([sys.executable, "-m", "alexnet_lit.prepare", str(source), str(out),
+                                "--image-size", "128", "--workers", "2", "--chunk-size", "10"],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((out / "train" / "chunks").glob("*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the workers are decoding once a first chunk is done
+    workers = worker_pids(started.pid)
+    assert len(workers) == 2 and started.poll() is None
+    started.kill()
+    started.wait()
+    assert not survivors(workers), "workers run on after their prepare was killed"
+    chunks = sorted((out / "train" / "chunks").glob("*.npz"))
+    time.sleep(1)
+    assert sorted((out / "train" / "chunks").glob("*.npz")) == chunks  # nobody writes on

@@ -54,7 +54,7 @@ def test_alexnet_is_the_network_the_train_command_builds(tmp_path, cache_dir):
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path])))
     assert done.returncode == 0, done.stderr[-3000:]
-    jobs = sorted((tmp_path / "sweep").glob("[0-9]*"))
+    jobs = sorted(p.parent.parent for p in (tmp_path / "sweep").glob("*/.hydra/overrides.yaml"))
     assert len(jobs) == len(ABLATIONS)
     for job in jobs:
         (ablation,) = [o.split("=")[1] for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())

@@ -238,7 +238,11 @@ def test_the_paper_table_has_one_row_per_ablation_file():
 def test_bad_input_names_the_file(sweep, tmp_path):
     (sweep / "0" / "results.json").write_text('{"ablation": ["none"], "seed": 0}')
     with pytest.raises(SystemExit, match=r"0/results.json: no key 'status'"):
-        report.main([str(sweep)])
+        report.main([str(sweep)])  # non-zero, after reporting every readable job
+    text = (sweep / "report.md").read_text()
+    assert f"- `{sweep / '0' / 'results.json'}`: no key 'status'" in text
+    assert report_table(text)["none"][2] == "2"  # the other two runs of `none`
+    (sweep / "report.md").unlink()
     table = tmp_path / "paper.csv"
     with table.open("w", newline="") as f:
         csv.writer(f).writerows([["ablation", "component", "section", "metric", "paper_top1", "paper_top5",

@@ -39,7 +39,7 @@ class SlowFirstAttempt(Callback):
 
 
 def submit(slurm, run_dir, cache, *overrides: str, options: tuple[str, ...] = (), prelude: str = "") -> str:
-    """sbatch of README's one-run script: ``srun python -m alexnet_lit.train ...`` into
+    """sbatch of the one-run script of docs/scale-and-faults.md: ``srun python -m alexnet_lit.train ...`` into
     ``run_dir``, requeueable, every attempt's output appended to run_dir.log; the job id."""
     script = run_dir.parent / f"{run_dir.name}.sbatch"
     command = shlex.join(train_command(run_dir, cache, *overrides))
@@ -88,7 +88,7 @@ def test_an_optuna_search_runs_its_trials_as_slurm_jobs(tmp_path, cache_dir, slu
 
 
 def test_two_tasks_under_srun_validate_like_one_process(tmp_path, cache_dir, slurm):
-    """README's sbatch script on CPU: SLURM starts both DDP processes, Lightning joins them."""
+    """The sbatch script of docs/scale-and-faults.md on CPU: SLURM starts both DDP processes, Lightning joins them."""
     run_dir = tmp_path / "ddp"
     job = submit(slurm, run_dir, cache_dir, *DDP, *UNEVEN_DATA, "trainer.max_epochs=1",
                  options=("--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1"))

@@ -1,5 +1,5 @@
 """conf/speed: every switch reaches the Trainer or the module, and none changes what is
-learnt beyond rounding (figures: benchmarks/, README "Speed")."""
+learnt beyond rounding (figures: benchmarks/, docs/speed.md)."""
 import json
 import platform
 import statistics
@@ -130,7 +130,7 @@ def test_reuse_host_memory_stops_faulting_in_every_new_tensor():
 @pytest.mark.slow
 def test_the_throughput_benchmark_runs_both_loops(tmp_path):
     """benchmarks/train_throughput.py end to end on the tiny network, with the project's
-    callbacks under its Trainer (its figures are measurements for README, not checked here)."""
+    callbacks under its Trainer (its figures are measurements for docs/speed.md, not checked here)."""
     out = tmp_path / "throughput.json"
     done = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--steps", "2", "--warmup", "1",
                            "--out", str(out), "experiment=tiny"], cwd=REPO, capture_output=True, text=True)

@@ -20,7 +20,7 @@ from scipy import stats as scipy_stats
 
 from alexnet_lit import report
 from alexnet_lit.build import CONFIG_DIR
-from conftest import report_table, wandb_run
+from conftest import job_of, report_table, wandb_run
 
 pytestmark = pytest.mark.slow
 
@@ -92,11 +92,12 @@ def test_a_failing_job_is_recorded_as_failed_and_the_others_complete(tmp_path, c
     done = multirun(tmp_path, cache_dir, "model.num_classes=3,10", "logger=wandb")
     assert done.returncode != 0  # Hydra reports the failure once every job has run
     sweep = tmp_path / "sweep"
-    failed, completed = (jobs_results(sweep)[sweep / str(i)] for i in (0, 1))
+    bad, good = job_of(sweep, "model.num_classes=3"), job_of(sweep, "model.num_classes=10")
+    failed, completed = jobs_results(sweep)[bad], jobs_results(sweep)[good]
     assert failed["status"] == "failed" and "out of bounds" in failed["error"]
     assert completed["status"] == "completed" and completed["val_top1_err"] is not None
-    assert (wandb_run(sweep / "0")["state"], wandb_run(sweep / "0")["exit_code"]) == ("failed", 1)
-    assert wandb_run(sweep / "1")["state"] == "finished"
+    assert (wandb_run(bad)["state"], wandb_run(bad)["exit_code"]) == ("failed", 1)
+    assert wandb_run(good)["state"] == "finished"
     report.main([str(sweep)])
     assert report_table((sweep / "report.md").read_text())["none"][2] == "1 (1 failed)"
 

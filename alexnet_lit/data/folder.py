@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from alexnet_lit.data.colour import PixelStats
-from alexnet_lit.data.decode import ImageFiles, check_policy
+from alexnet_lit.data.decode import ImageFiles, check_orientation, check_policy, die_with_parent
 from alexnet_lit.data.ilsvrc import display_names
 from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
 from alexnet_lit.data.samples import split_samples
@@ -72,11 +72,13 @@ def train_eval_subset(train: Dataset, wanted: int | None, val_size: int) -> Subs
     return Subset(train, np.sort(picked).tolist())
 
 
-def ignore_sigterm(worker_id: int) -> None:
-    """Data loader workers' ``worker_init_fn``: SIGTERM is the training process's to handle
+def init_worker(worker_id: int) -> None:
+    """Data loader workers' ``worker_init_fn``: they die with the training process, even when it
+    is killed with ``kill -9``; and SIGTERM is the training process's to handle
     (alexnet_lit.preemption). SLURM sends it to every process of a job step (``scancel -s
     TERM``, ``--signal``); a worker it killed would fail the run before its checkpoint. The training process still
     shuts the workers down, and SLURM's SIGKILL ends any left after its KillWait."""
+    die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
@@ -92,7 +94,8 @@ class FolderDataModule(L.LightningDataModule):
                  image_size: int = 256, crop_size: int = 227, augment: bool = True,
                  pca_noise: bool = True, normalize: str = "paper", val_views: tuple = ("center",),
                  val_split: str = "val", synsets: bool = False, val_labels: str | None = None,
-                 on_error: str = "error", train_eval_images: int | None = None):
+                 on_error: str = "error", train_eval_images: int | None = None,
+                 exif_orientation: str = "ignore"):
         super().__init__()
         self.save_hyperparameters(logger=False)  # train.py logs the whole resolved config
         if crop_size > image_size:
@@ -101,6 +104,7 @@ class FolderDataModule(L.LightningDataModule):
         if unknown or not val_views:
             raise ValueError(f"data.val_views={list(val_views)}: expected views from {list(VIEWS)}")
         check_policy(on_error)
+        check_orientation(exif_orientation)
         self.root = Path(root).expanduser()
         self.skip_log: Path | None = None
 
@@ -111,6 +115,11 @@ class FolderDataModule(L.LightningDataModule):
             if meta["image_size"] != h.image_size:
                 raise ValueError(f"data.image_size={h.image_size} but {self.root} was prepared at "
                                  f"{meta['image_size']}x{meta['image_size']}")
+            made_with = meta.get("exif_orientation", "ignore")  # folders of before the choice ignored it
+            if made_with != h.exif_orientation:
+                raise ValueError(f"data.exif_orientation={h.exif_orientation} but {self.root} was prepared "
+                                 f"with exif_orientation={made_with}: prepare it again with --exif-orientation "
+                                 f"{h.exif_orientation} into another folder, or set data.exif_orientation={made_with}")
             self.classes, stats = meta["classes"], PixelStats.load(self.root / STATS)
             self.class_names = meta.get("class_names", self.classes)
             if meta["storage"] == "jpeg":  # decoded on the GPU where the batch stage runs, else by the workers
@@ -128,7 +137,7 @@ class FolderDataModule(L.LightningDataModule):
             if h.on_error == "skip":  # the report, in the run folder
                 run_dir = self.trainer.default_root_dir if self.trainer is not None else "."
                 self.skip_log = Path(run_dir) / "skipped_images.txt"
-            self.train_set, self.val_set = (ImageFiles(s, h.image_size, h.on_error, self.skip_log)
+            self.train_set, self.val_set = (ImageFiles(s, h.image_size, h.on_error, self.skip_log, h.exif_orientation)
                                             for s in (train, val))
             self.official = np.ones(len(self.val_set), bool)
             stats = PixelStats.published(h.image_size)
@@ -155,7 +164,7 @@ class FolderDataModule(L.LightningDataModule):
                         pin_memory=torch.cuda.is_available(), persistent_workers=h.num_workers > 0,
                         generator=torch.Generator(),  # worker seeds: not from the step's RNG
                         collate_fn=getattr(dataset, "collate_fn", None),
-                        worker_init_fn=ignore_sigterm)  # not Lightning's seeding: workers draw no random numbers
+                        worker_init_fn=init_worker)  # not Lightning's seeding: workers draw no random numbers
         if shuffle:
             sampler = TrainSampler(len(dataset), h.batch_size, rank, world,
                                    seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))

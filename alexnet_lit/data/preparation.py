@@ -5,6 +5,7 @@ marker with its pixel sums, so an interrupted run resumes where it stopped.
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import zlib
@@ -19,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from alexnet_lit.data.colour import PixelSums, save_stats
-from alexnet_lit.data.decode import DecodeError, check_policy, prepare_image
+from alexnet_lit.data.decode import DecodeError, check_orientation, check_policy, die_with_parent, prepare_image
 from alexnet_lit.data.ilsvrc import display_names
 from alexnet_lit.data.prepared import (FORMAT, JPEG_QUALITY, LAYOUTS, MARKER, PLAN, SKIPPED, STATS, STORAGE,
                                        is_prepared, read_meta, shard_path)
@@ -44,6 +45,7 @@ class Chunk:
     on_error: str
     with_stats: bool
     storage: str = "raw"
+    exif_orientation: str = "ignore"
 
 
 def write_shard(path: Path, blobs: list[bytes]) -> dict:
@@ -62,7 +64,7 @@ def prepare_chunk(chunk: Chunk) -> int:
     sums, skipped, errors, blobs = PixelSums(chunk.image_size), [], [], []
     for row, path in enumerate(chunk.paths, start=chunk.start):
         try:
-            pixels = prepare_image(path, chunk.image_size)
+            pixels = prepare_image(path, chunk.image_size, chunk.exif_orientation)
         except DecodeError as err:
             if chunk.on_error == "error":
                 raise
@@ -122,7 +124,9 @@ def _run(chunks: list[Chunk], workers: int, progress: bool) -> None:
             for chunk in chunks:
                 bar.update(prepare_chunk(chunk))
             return
-        with ProcessPoolExecutor(workers) as pool:
+        context = multiprocessing.get_context()  # a forked worker's parent is this process; else a server's
+        parent = os.getpid() if context.get_start_method() == "fork" else None
+        with ProcessPoolExecutor(workers, context, initializer=die_with_parent, initargs=(parent,)) as pool:
             futures = [pool.submit(prepare_chunk, chunk) for chunk in chunks]
             try:
                 for future in as_completed(futures):
@@ -135,17 +139,18 @@ def _run(chunks: list[Chunk], workers: int, progress: bool) -> None:
 def write_prepared(out: Path, classes: list[str], source: str, image_size: int,
                    splits: dict[str, np.ndarray], sums: PixelSums, skipped: list[str],
                    storage: str = "raw", class_names: list[str] | None = None,
-                   val_official_images: int | None = None) -> dict:
+                   val_official_images: int | None = None, exif_orientation: str = "ignore") -> dict:
     """Finish a prepared folder: statistics, report and, last, the marker. ``splits`` maps
     each split to its labels (-1 for a skipped file); ``class_names`` are the classes' words
     (alexnet_lit.data.ilsvrc.display_names), the class names themselves if not given;
     ``val_official_images``: how many rows of the val split, from its start, are the data
-    set's own validation images (the rest are held-out training images)."""
+    set's own validation images (the rest are held-out training images); ``exif_orientation``:
+    how the images were decoded (alexnet_lit.data.decode), which a run must ask for too."""
     save_stats(sums.stats(source=str(out / STATS)), out / STATS)
     (out / SKIPPED).write_text("".join(f"{line}\n" for line in skipped))
     encoding = {} if storage == "raw" else dict(jpeg_quality=JPEG_QUALITY)
     meta = dict(format=FORMAT, source=source, image_size=image_size, storage=storage, **encoding,
-                classes=classes, class_names=class_names or classes,
+                exif_orientation=exif_orientation, classes=classes, class_names=class_names or classes,
                 splits={name: dict(images=int((labels >= 0).sum()), skipped=int((labels < 0).sum()))
                         for name, labels in splits.items()})
     if val_official_images is not None:
@@ -189,7 +194,7 @@ def _finish(out: Path, plan: dict) -> dict:
             np.save(out / name / "index.npy", index)
     meta = write_prepared(out, plan["classes"], plan["source"], plan["image_size"], labels, sums, skipped,
                           plan["storage"], display_names(Path(plan["source"]), plan["classes"]),
-                          plan.get("val_official_images"))
+                          plan.get("val_official_images"), plan.get("exif_orientation", "ignore"))
     for name in plan["splits"]:
         shutil.rmtree(out / name / "chunks")
     return meta
@@ -210,15 +215,18 @@ def first_per_class(samples: Samples, n: int) -> tuple[Samples, Samples]:
 def prepare(source, out, layout: str = "folder", image_size: int = 256, workers: int | None = None,
             on_error: str = "error", val_split: str = "val", val_labels: str | None = None,
             chunk_size: int = 1000, progress: bool = True, storage: str = "raw",
-            train_per_class: int | None = None, held_out_to_val: bool = False) -> dict:
+            train_per_class: int | None = None, held_out_to_val: bool = False,
+            exif_orientation: str = "ignore") -> dict:
     """Prepare ``source`` (train/ and val_split/, see alexnet_lit.data.samples) into ``out``,
     stored ``raw`` or as ``jpeg``; resumes a run that stopped, returns prepared.json's contents.
     ``train_per_class``: keep only the first N training images of each class (by file name),
     a smaller training set beside the whole validation set; ``held_out_to_val``: the training
     images it leaves out are appended to the validation split, after the official ones (their
     count is ``val_official_images`` in prepared.json, each row's source file in files.txt),
-    so that more images score each run."""
+    so that more images score each run. ``exif_orientation``: alexnet_lit.data.decode's, recorded
+    in prepared.json."""
     check_policy(on_error)
+    check_orientation(exif_orientation)
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}: expected one of {list(LAYOUTS)}")
     if storage not in STORAGE:
@@ -242,6 +250,8 @@ def prepare(source, out, layout: str = "folder", image_size: int = 256, workers:
         plan["train_per_class"] = train_per_class
     if held_out_to_val:
         plan["val_official_images"] = official
+    if exif_orientation != "ignore":  # absent from the plans of folders made before the choice
+        plan["exif_orientation"] = exif_orientation
     out.mkdir(parents=True, exist_ok=True)
     _start(out, plan, splits, source)
     if is_prepared(out):
@@ -249,7 +259,7 @@ def prepare(source, out, layout: str = "folder", image_size: int = 256, workers:
     chunks = [Chunk(out / name / "images.npy" if storage == "raw" else shard_path(out, name, start // chunk_size),
                     out / name / "chunks" / f"{start // chunk_size:06d}.npz",
                     start, [path for path, _ in samples[start:start + chunk_size]], image_size,
-                    on_error, with_stats=name == "train", storage=storage)
+                    on_error, with_stats=name == "train", storage=storage, exif_orientation=exif_orientation)
               for name, samples in splits.items() for start in range(0, len(samples), chunk_size)]
     try:
         _run([c for c in chunks if not c.marker.is_file()], workers or os.cpu_count() or 1, progress)

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError
 
-from alexnet_lit.results import write_json
+from alexnet_lit.results import shown, write_json
 
 CURVE = "train_error.json"  # in each run folder: the target, the training-error curve, where it was reached
 
@@ -224,12 +224,14 @@ def report(sweep: Path, out: Path, commands: list[str], target: float | None = N
     config = OmegaConf.load(trials[0].folder / ".hydra" / "config.yaml")
     setting = {key: OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
                for key, value in ((key, OmegaConf.select(config, key)) for key in SETTING)}
+    setting["data.root"] = shown(setting["data.root"], "DATA") if setting["data.root"] else None
     cpu_s = sum(t.wall_time_s or 0 for t in trials)
     summary = dict(result, target=target, text=ratio_text(result), warnings=warnings, setting=setting,
                    commands=commands, run_time_s_summed=round(cpu_s, 1),
                    fastest_lr={a: t.lr if t else None for a, t in best.items()},
                    trials=[dict(activation=t.activation, lr=t.lr, status=t.status, train_error=t.train_error,
-                                epochs_to_target=t.epochs_to_target, folder=str(t.folder)) for t in trials])
+                                epochs_to_target=t.epochs_to_target, folder=str(t.folder.relative_to(sweep)))
+                           for t in trials])
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "figure1.json", summary)
     plot(trials, target, result, out / "figure1.png")
@@ -237,7 +239,7 @@ def report(sweep: Path, out: Path, commands: list[str], target: float | None = N
              f"**{ratio_text(result)}**: epochs to {target:.0%} training error at each activation's "
              f"fastest rate, ReLU {fmt_epochs(result['relu_epochs'])}, tanh {fmt_epochs(result['tanh_epochs'])} "
              "(the paper: about 6x).", "", *[f"**{w}**" for w in warnings], "",
-             f"Source: `{sweep}` ({len(trials)} runs), {cpu_s / 60:.1f} min of training summed over the runs  ",
+             f"Source: `{shown(sweep, 'SWEEP')}` ({len(trials)} runs), {cpu_s / 60:.1f} min of training summed over the runs  ",
              *[f"Sweep: `{c}`  " for c in commands],
              "Setting: " + "; ".join(f"{k} {v}" for k, v in setting.items()) + ".", "",
              "Epochs to the target are interpolated between the training errors of the two epochs around "

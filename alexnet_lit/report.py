@@ -33,7 +33,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from alexnet_lit import figure1
-from alexnet_lit.results import AT_CHANCE_LOSS, AT_CHANCE_STEPS, DEAD_LAYER
+from alexnet_lit.results import AT_CHANCE_LOSS, AT_CHANCE_STEPS, DEAD_LAYER, shown, shown_override
 from alexnet_lit.stats import Delta, Paired, Stat, paired, split_p_value, verdict, welch
 
 PAPER_TABLE = Path(__file__).resolve().parent / "paper_table.csv"  # package data
@@ -182,7 +182,7 @@ def sweep_command(sweep_dir: Path) -> str | None:
     hydra = multirun_hydra(sweep_dir)
     if hydra is None:
         return None
-    return "python -m alexnet_lit.train -m " + " ".join(shlex.quote(o) for o in hydra.overrides.task)
+    return "python -m alexnet_lit.train -m " + " ".join(shlex.quote(shown_override(o)) for o in hydra.overrides.task)
 
 
 def sweep_seeds(sweep_dir: Path) -> str | None:
@@ -563,6 +563,11 @@ def figure3_lines(runs: list[Run]) -> list[str]:
     return lines + [""]
 
 
+def shown_argv(argv: list[str]) -> list[str]:
+    """The report's own command line, its absolute paths :func:`shown` (the sweep, --out)."""
+    return [shown(a, "SWEEP") if Path(a).is_absolute() else a for a in argv]
+
+
 def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None, missing: list[Path],
              seeds: str | None = None, bound: float = BOUND, unreadable: dict[Path, str] | None = None) -> str:
     official = any_official(rows)
@@ -571,7 +576,7 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
         "# The ablation table beside the paper's", "",
         f"Source: {source}  ", *([f"Sweep: `{command}`  "] if command else []),
         f"Training time: {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min, summed over the runs  ",
-        f"Report: `python -m alexnet_lit.report {shlex.join(sys.argv[1:])}`", "",
+        f"Report: `python -m alexnet_lit.report {shlex.join(shown_argv(sys.argv[1:]))}`", "",
         *setting_lines(runs), "", *fixed_line(runs, seeds, bound), *overfitting_line(runs),
         *header_lines(rows, bound),
         "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
@@ -648,7 +653,7 @@ def main(argv: list[str] | None = None) -> None:
         paper = paper_table(args.paper)
         if args.sweep_dir is not None:
             runs, unreadable, missing = sweep_runs(args.sweep_dir)
-            source, command = f"`{args.sweep_dir}` ({len(runs)} runs)", sweep_command(args.sweep_dir)
+            source, command = f"`{shown(args.sweep_dir, 'SWEEP')}` ({len(runs)} runs)", sweep_command(args.sweep_dir)
             seeds = args.seeds or sweep_seeds(args.sweep_dir)
         else:
             runs, unreadable, missing, seeds = wandb_runs(args.wandb, args.group), {}, [], args.seeds
@@ -660,7 +665,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"report: {error}")
     out = args.out or args.sweep_dir or Path.cwd()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(rows, runs, source, command, missing, seeds, args.bound, unreadable),
+    within = (lambda p: p.relative_to(args.sweep_dir)) if args.sweep_dir else (lambda p: p)  # named in the sweep
+    (out / "report.md").write_text(markdown(rows, runs, source, command, [within(p) for p in missing], seeds,
+                                            args.bound, {within(p): why for p, why in unreadable.items()}),
                                    encoding="utf-8")
     chart(rows, out / "report.png", args.bound)
     print(f"wrote {out / 'report.md'} and {out / 'report.png'}")

@@ -33,6 +33,26 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+def shown(path: str | Path, placeholder: str) -> str:
+    """How a committed record names ``path``, naming no particular machine: relative to the
+    working folder where it lies inside it, else ``PLACEHOLDER/<its name>`` (the placeholder
+    standing for the folder that holds it, e.g. ``DATA/imagenette2_224``)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return f"{placeholder}/{path.name}"
+
+
+def shown_override(override: str) -> str:
+    """A Hydra override as a record shows it: an absolute path as its value made
+    :func:`shown` (``DATA`` for the ``data.`` keys, ``FOLDER`` for the others)."""
+    key, sep, value = override.partition("=")
+    if not sep or not Path(value).is_absolute():
+        return override
+    return f"{key}={shown(value, 'DATA' if key.lstrip('+~').startswith('data.') else 'FOLDER')}"
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write atomically: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -9,6 +9,7 @@ is measured on the first validation images of its own data config, centred as in
 once with the network its config initialises (seed 0), once with the weights of last.ckpt.
 """
 import argparse
+import os
 from pathlib import Path
 
 import torch
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                for k, v in r[when].items()))
     result = dict(machine=machine(torch.device("cpu")), saturated_above=SATURATED, runs=runs)
     out = args.out or Path(__file__).parent / "results" / "activation_scales.json"
-    save(result, out, echo=False)
+    sweep = Path(os.path.commonpath([run.resolve().parent for run in args.runs]))
+    save(result, out, echo=False, folders={"RUNS": sweep})  # the folder the runs share
     print(f"wrote {out}")
     return result
 

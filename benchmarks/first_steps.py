@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = dict(machine=machine(torch.device("cpu")), overrides=args.overrides,
                   init=cfg.model.init, lr=lr, batch_size=cfg.data.batch_size, steps=steps)
     out = args.out or Path(__file__).parent / "results" / "first_steps.json"
-    save(result, out, echo=False)
+    roots = [o.split("=", 1)[1] for o in args.overrides if o.startswith("data.root=")]
+    save(result, out, echo=False, folders={"DATA": Path(roots[-1]).resolve().parent} if roots else {})
     print(f"wrote {out}")
     return result
 

@@ -25,7 +25,8 @@ part that fails is recorded as failed, with its error, and the next one runs.
    init (model.init=paper), and a modern one on standardised inputs): validation error per
    epoch and training loss every N steps against chance.
 
-Imagenette (``--imagenette``: the tar or its extracted folder, default ../shared/data's) is
+Imagenette (``--imagenette``: the tar or its extracted folder; default: imagenette2_224.tar in
+the folder of the real-data archives the tests read, docs/development.md) is
 prepared on the spot; without it parts 3 and 6 use a generated set (alexnet_lit.data.synthetic)
 and part 7 is skipped, saying so. Scratch files go to ``--work`` (a temporary folder, removed at
 the end): DIR receives only the eight result files.
@@ -100,7 +101,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cuda", "cpu"], required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder for the JSON files and summary.md")
     parser.add_argument("--parts", default=",".join(map(str, PARTS)), help="e.g. 2,3 (default: all)")
-    parser.add_argument("--imagenette", type=Path, default=REPO.parent / "shared" / "data" / "imagenette2_224.tar",
+    parser.add_argument("--imagenette", type=Path, default=Path(os.environ.get("ALEXNET_LIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+                        / "imagenette2_224.tar",
                         help="Imagenette: the tar or its extracted folder (train/, val/)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--recipe", action="append", metavar="OVERRIDES",

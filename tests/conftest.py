@@ -225,8 +225,9 @@ def wandb_run(run_folder: Path) -> dict:
 def wandb_runs(run_folder: Path) -> list[dict]:
     """What W&B wrote for each offline run of a training run folder, oldest first, read back
     with wandb's own reader (``wandb leet inspect``): its summary view (config, summary,
-    state, exit_code, tags) plus ``group``, ``job_type``, the ``history`` rows and the
-    ``artifacts`` logged."""
+    state, exit_code, tags) plus ``id``, ``group``, ``job_type``, the ``history`` rows and the
+    ``artifacts`` logged. The id comes from the run record, not the folder name: an attempt
+    started in the same second as the last one gets a ``-1`` suffix on its folder."""
     runs = []
     for offline in sorted((Path(run_folder) / "wandb").glob("offline-run-*")):
         inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--json"]
@@ -235,7 +236,7 @@ def wandb_runs(run_folder: Path) -> list[dict]:
         records = [json.loads(line) for line in subprocess.run(
             [*inspect, str(offline)], capture_output=True, text=True, check=True).stdout.splitlines()]
         (start,) = [r["run"] for r in records if r["type"] == "run"]
-        run.update(group=start.get("run_group"), job_type=start.get("job_type"), folder=offline,
+        run.update(id=start["run_id"], group=start.get("run_group"), job_type=start.get("job_type"), folder=offline,
                    history=[r["history"]["item"] for r in records if r["type"] == "history"],
                    artifacts=[r["artifact"] for r in records if r["type"] == "artifact"])
         runs.append(run)

@@ -161,6 +161,10 @@ def test_a_tiny_figure1_sweep_gives_the_figure_and_the_speed_up(tmp_path):
     table = (sweep / "figure1.md").read_text()
     assert all(f"| {a} | {lr:g}" in table for a in ("relu", "tanh") for lr in (0.01, 0.1))
     assert "experiment=figure1" in table and "train_error_target.target=0.93" in table
+    assert f"Source: `SWEEP/{sweep.name}` (4 runs)" in table  # the records name no machine path:
+    assert str(sweep.parent) not in table + (sweep / "figure1.json").read_text()
+    assert sorted(t["folder"] for t in summary["trials"]) == runs  # each run named in the sweep
+    assert summary["setting"]["data.root"].startswith("DATA/")
 
     out = tmp_path / "scales.json"  # benchmarks/activation_scales.py on two of the runs
     done = subprocess.run([sys.executable, "benchmarks/activation_scales.py", str(sweep / "tanh_lr0.1"),
@@ -168,6 +172,8 @@ def test_a_tiny_figure1_sweep_gives_the_figure_and_the_speed_up(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     tanh, relu = json.loads(out.read_text())["runs"]
+    assert (tanh["run"], relu["run"]) == ("RUNS/tanh_lr0.1", "RUNS/relu_lr0.1")  # the runs' folder a placeholder
+    assert str(sweep) not in out.read_text()
     assert (tanh["activation"], relu["activation"], tanh["images"]) == ("tanh", "relu", 16)
     assert tanh["epochs"] == len(curves["tanh_lr0.1"]["train_error"])
     for run in (tanh, relu):

@@ -1,5 +1,6 @@
 """The package as a user installs it: a wheel installed outside the source tree runs the
 commands (console scripts) with the configs and the paper's table it ships."""
+import re
 import subprocess
 import sys
 
@@ -35,3 +36,27 @@ def test_a_wheel_installed_elsewhere_reports_and_summarises(tmp_path, sweep):  #
                              env=env, capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr[-2000:]
     assert "60,965,224" in summary.stdout
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.])(/work/|/home/|/root/|/tmp/|/mnt/|\.\./shared/)")
+
+
+def test_no_tracked_file_names_a_machine_path():
+    """The repository speaks of the project alone: outside tests/ and .ci/ no tracked file (code,
+    docs, configs, generated records) holds a path of the machine it was made on; records use
+    placeholders (DATA, SWEEP, RUNS) or paths relative to the repo."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the tracked files are unknown")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    found = []
+    for name in tracked.decode().split("\0"):
+        path = REPO / name
+        if not name or name.startswith(("tests/", ".ci/")) or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # a binary (a PNG, a fixture checkpoint)
+        found += [f"{name}:{n}: {line.strip()[:120]}" for n, line in enumerate(text.splitlines(), 1)
+                  if MACHINE_PATH.search(line)]
+    assert not found, "machine paths in tracked files:\n" + "\n".join(found)

@@ -139,6 +139,8 @@ def test_the_learning_benchmark_reports_each_arm(tmp_path, cache_dir):
             assert stats["divisor_p95"] >= stats["divisor_mean"] >= stats["k_beta"] - 1e-6
         assert set(arm["dead_units"]) == {f"act{i}" for i in range(1, 8)}
     assert "learns: completed, learns" in done.stdout
+    assert arms["learns"]["command"].startswith("python -m alexnet_lit.train ")  # no machine path:
+    assert "hydra.run.dir=RUNS/0" in arms["learns"]["command"] and str(tmp_path / "runs") not in out.read_text()
 
 
 @pytest.mark.slow

@@ -138,7 +138,8 @@ def test_the_report_puts_our_changes_beside_the_papers(sweep):
     assert "- `no_overlap` (val top-1, seeds 0; 1 left out; collapsed: 1): 0: +1.0" in text
     assert "- `no_conv3` (val top-1, seeds 1; 1 left out; collapsed: 0): 1: +8.0" in text
     assert "- `tanh` (clean train top-1, seeds 1; 2 left out): 1: +15.0" in text
-    assert "`" + str(sweep / "99") + "`" in text  # the job without results.json
+    assert "without results.json (failed or stopped before training began): `99`" in text  # named in the sweep
+    assert f"Source: `SWEEP/{sweep.name}` (" in text and str(sweep.parent) not in text  # no machine path
     assert "python -m alexnet_lit.train -m experiment=tiny '+ablation=glob(*)' seed=0,1" in text
     assert "no_lrn`: top-1 +1.4%, top-5 +1.2% without it" in text
     assert Image.open(sweep / "report.png").format == "PNG"
@@ -240,7 +241,7 @@ def test_bad_input_names_the_file(sweep, tmp_path):
     with pytest.raises(SystemExit, match=r"0/results.json: no key 'status'"):
         report.main([str(sweep)])  # non-zero, after reporting every readable job
     text = (sweep / "report.md").read_text()
-    assert f"- `{sweep / '0' / 'results.json'}`: no key 'status'" in text
+    assert "- `0/results.json`: no key 'status'" in text  # named in the sweep
     assert report_table(text)["none"][2] == "2"  # the other two runs of `none`
     (sweep / "report.md").unlink()
     table = tmp_path / "paper.csv"

@@ -68,8 +68,8 @@ def test_the_w_and_b_report_counts_the_last_attempt_of_a_resumed_job(compose_cfg
     attempts = wandb_runs(tmp_path / "run")
     assert len(attempts) == 2
     assert {a["config"]["run_dir"] for a in attempts} == {str(tmp_path / "run")}
-    assert len({a["folder"].name.rsplit("-", 1)[1] for a in attempts}) == 1  # one run id
-    api_like = [SimpleNamespace(id=a["folder"].name.rsplit("-", 1)[1], created_at=created, config=a["config"],
+    assert len({a["id"] for a in attempts}) == 1  # one run id
+    api_like = [SimpleNamespace(id=a["id"], created_at=created, config=a["config"],
                                 summary_metrics=a["summary"], state=a["state"])
                 for a, created in zip(attempts, ("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"))]
     (kept,) = last_attempts(api_like[::-1])

@@ -1,7 +1,7 @@
 """CIFAR-10 (Krizhevsky 2009), the data set of the paper's Figure 1 (ReLU against tanh).
 
 ``data.root`` is one of: a folder written by ``python -m alexnet_lit.prepare``; an ImageFolder
-of the 32x32 images with ``train/`` and ``test/`` (such as ../shared/data's cifar10_jpg); or
+of the 32x32 images with ``train/`` and ``test/`` (the CIFAR-10 images exported as files); or
 the folder torchvision's CIFAR10 downloads into, turned into a prepared folder in place once
 (with its own mean image and colour PCA).
 """
@@ -28,7 +28,8 @@ class CIFAR10DataModule(FolderDataModule):
             raise RuntimeError(
                 f"data.root={str(self.root)!r} is neither a prepared folder nor an ImageFolder of "
                 f"CIFAR-10 images (train/, test/), and torchvision's CIFAR10 is not there "
-                f"(download={self.hparams.download}: {err}). Offline, extract ../shared/data/"
-                f"cifar10_jpg.tar.gz and set data.root to its cifar10_jpg folder.") from err
+                f"(download={self.hparams.download}: {err}). Offline, fetch cifar-10-python.tar.gz from "
+                f"https://www.cs.toronto.edu/~kriz/cifar.html on a machine that is online and extract "
+                f"it into data.root (torchvision reads it there), or give an ImageFolder.") from err
         write_arrays(self.root, sets["train"].classes, "torchvision CIFAR10",
                      {split: (data.data, data.targets) for split, data in sets.items()})

@@ -91,7 +91,7 @@ def test_cifar10_offline_download_error_says_what_to_do(compose_cfg, tmp_path):
     try:
         datamodule.prepare_data()
     except RuntimeError as err:
-        assert "cifar10_jpg" in str(err) and str(tmp_path / "empty") in str(err)
+        assert "cs.toronto.edu/~kriz/cifar.html" in str(err) and str(tmp_path / "empty") in str(err)
     else:  # the internet was reachable: torchvision's CIFAR-10 became a prepared folder
         datamodule.setup("fit")
         assert datamodule.classes == CIFAR_CLASSES and len(datamodule.train_set) == 50000

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,6 +52,30 @@ def shown_override(override: str) -> str:
     if not sep or not Path(value).is_absolute():
         return override
     return f"{key}={shown(value, 'DATA' if key.lstrip('+~').startswith('data.') else 'FOLDER')}"
+
+
+def portable(value, folders: dict[str, str | Path]):
+    """``value`` with machine paths replaced: the interpreter by ``python`` and each of
+    ``folders`` (NAME -> an absolute or relative folder) by NAME wherever it appears as an
+    absolute path, so that a committed record names no particular machine (as :func:`shown`
+    does for one path). Strings inside dicts and lists are rewritten too."""
+    forms = {sys.executable: "python"}
+    for name, folder in folders.items():
+        forms.update({str(form): name for form in (Path(folder), Path(folder).resolve())
+                      if form.is_absolute() and form != Path(form.anchor)})
+    longest_first = sorted(forms, key=len, reverse=True)
+
+    def rewrite(value):
+        if isinstance(value, dict):
+            return {k: rewrite(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rewrite(v) for v in value]
+        if isinstance(value, str):
+            for form in longest_first:
+                value = value.replace(form, forms[form])
+        return value
+
+    return rewrite(value)
 
 
 def write_json(path: Path, data: dict) -> None:

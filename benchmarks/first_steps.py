@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.nn import functional as F
 
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = dict(machine=machine(torch.device("cpu")), overrides=args.overrides,
                   init=cfg.model.init, lr=lr, batch_size=cfg.data.batch_size, steps=steps)
     out = args.out or Path(__file__).parent / "results" / "first_steps.json"
-    roots = [o.split("=", 1)[1] for o in args.overrides if o.startswith("data.root=")]
-    save(result, out, echo=False, folders={"DATA": Path(roots[-1]).resolve().parent} if roots else {})
+    root = OmegaConf.select(cfg, "data.root")  # none for the embedded synthetic set
+    save(result, out, echo=False, folders={"DATA": Path(root).resolve().parent} if root else None)
     print(f"wrote {out}")
     return result
 

@@ -101,8 +101,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cuda", "cpu"], required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder for the JSON files and summary.md")
     parser.add_argument("--parts", default=",".join(map(str, PARTS)), help="e.g. 2,3 (default: all)")
-    parser.add_argument("--imagenette", type=Path, default=Path(os.environ.get("ALEXNET_LIT_SHARED_DATA", REPO.parent / "shared" / "data"))
-                        / "imagenette2_224.tar",
+    shared = Path(os.environ.get("ALEXNET_LIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+    parser.add_argument("--imagenette", type=Path, default=shared / "imagenette2_224.tar",
                         help="Imagenette: the tar or its extracted folder (train/, val/)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--recipe", action="append", metavar="OVERRIDES",

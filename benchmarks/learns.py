@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     for i, (name, overrides) in enumerate(arms.items()):
         report["arms"][name] = train([*common, *shlex.split(overrides)], runs / str(i))
         print_arm(name, report["arms"][name])
-        save(report, out, echo=False, folders={"RUNS": runs, **({"DATA": Path(args.data).resolve().parent} if args.data else {})})
+        data = {"DATA": Path(args.data).resolve().parent} if args.data else {}
+        save(report, out, echo=False, folders={"RUNS": runs, **data})
     print(f"\nwrote {out}")
     return report
 

@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     save(dict(benchmark="prepared_formats", command="python " + " ".join(sys.argv), **result,
               source=str(args.source or "generated photo-like JPEGs (data_throughput.py)"),
-              machine=machine(device)), out, folders={"DATA": args.source.resolve().parent} if args.source else {})
+              machine=machine(device)), out, folders={"DATA": args.source.resolve().parent} if args.source else None)
     return result
 
 

@@ -7,11 +7,12 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
+
+from alexnet_lit.results import portable
 
 
 def synchronize(device: torch.device) -> None:
@@ -53,26 +54,6 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def portable(value, folders: dict[str, str | Path]):
-    """``value`` with machine paths replaced: the interpreter by ``python`` and each of
-    ``folders`` (NAME -> an absolute or relative folder) by NAME wherever it appears as an
-    absolute path, so that a committed record names no particular machine. Strings inside
-    dicts and lists are rewritten too."""
-    if isinstance(value, dict):
-        return {k: portable(v, folders) for k, v in value.items()}
-    if isinstance(value, list):
-        return [portable(v, folders) for v in value]
-    if not isinstance(value, str):
-        return value
-    forms = {sys.executable: "python"}
-    for name, folder in folders.items():
-        forms.update({str(form): name for form in (Path(folder), Path(folder).resolve())
-                      if form.is_absolute() and form != Path(form.anchor)})
-    for form in sorted(forms, key=len, reverse=True):
-        value = value.replace(form, forms[form])
-    return value
 
 
 def save(result: dict, path: Path, echo: bool = True, folders: dict[str, str | Path] | None = None) -> None:

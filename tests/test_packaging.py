@@ -1,11 +1,13 @@
 """The package as a user installs it: a wheel installed outside the source tree runs the
-commands (console scripts) with the configs and the paper's table it ships."""
+commands (console scripts) with the configs and the paper's table it ships; and what it ships
+(the tracked files, the records its generators write) names no particular machine."""
 import re
 import subprocess
 import sys
 
 import pytest
 
+from alexnet_lit.results import portable, shown, shown_override
 from conftest import REPO
 from test_report import sweep  # noqa: F401 (a fixture)
 
@@ -60,3 +62,19 @@ def test_no_tracked_file_names_a_machine_path():
         found += [f"{name}:{n}: {line.strip()[:120]}" for n, line in enumerate(text.splitlines(), 1)
                   if MACHINE_PATH.search(line)]
     assert not found, "machine paths in tracked files:\n" + "\n".join(found)
+
+
+def test_records_name_folders_by_placeholder_or_relative_path(tmp_path, monkeypatch):
+    """What the generators write instead of machine paths (the records above depend on it)."""
+    monkeypatch.chdir(tmp_path)
+    assert shown(tmp_path / "ablations" / "runs", "SWEEP") == "ablations/runs"  # inside the working folder
+    assert shown("/srv/data/imagenette2_224", "DATA") == "DATA/imagenette2_224"
+    assert shown_override("data.root=/srv/data/nette500_76") == "data.root=DATA/nette500_76"
+    assert shown_override("+init_from=/srv/weights/a.pth") == "+init_from=FOLDER/a.pth"
+    assert shown_override("seed=3") == "seed=3" and shown_override("data=folder") == "data=folder"
+    record = {"command": f"{sys.executable} -m alexnet_lit.train data.root=/srv/data/x hydra.run.dir=/srv/runs/0",
+              "overrides": ["data.root=/srv/data/x"], "wall_s": 1.5}
+    assert portable(record, {"DATA": "/srv/data", "RUNS": "/srv/runs"}) == {
+        "command": "python -m alexnet_lit.train data.root=DATA/x hydra.run.dir=RUNS/0",
+        "overrides": ["data.root=DATA/x"], "wall_s": 1.5}
+    assert portable({"run": "runs/0"}, {"RUNS": "runs"}) == {"run": "runs/0"}  # a relative path is kept

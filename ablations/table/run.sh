@@ -2,8 +2,8 @@
 # The CPU table: every file of conf/ablation/ x seeds 0..9 of experiment=table_cpu, on two
 # workers, kept job by job so that it can span machines (ablations/README.md).
 #
-#   bash ablations/table/run.sh DATA SWEEP [WORKERS]
-#   python -m alexnet_lit.report ablations/table/runs --seeds 0-9 --bound 2 --out ablations
+#   bash ablations/table/run.sh DATA SWEEP [WORKERS] [FIRST-LAST]
+#   python -m alexnet_lit.report ablations/table/runs --seeds 0-9 --bound 2 --out ablations/table
 #
 # DATA: a folder made by
 #   python -m alexnet_lit.prepare IMAGENETTE DATA --image-size 76 --train-per-class 500 --held-out-to-val
@@ -14,16 +14,19 @@
 # it, so workers, and the same command started twice, never share one; a job that fails is
 # logged and left for the next invocation. Jobs go seed by seed, so complete seeds (every arm
 # beside `none`) come first.
+# FIRST-LAST: the seeds (default 0-9, stage 1; 10-19 is stage 2, declared in README.md before it ran).
 # Fixed before the sweep: the seeds, B = 2 points, the collapse rule of alexnet_lit/results.py.
 set -euo pipefail
-data=$(realpath "$1") sweep=$(realpath -m "$2") workers=${3:-2}
+data=$(realpath "$1") sweep=$(realpath -m "$2") workers=${3:-2} seeds=${4:-0-9}
+[[ $seeds =~ ^([0-9]+)-([0-9]+)$ ]] || { echo "run.sh: seeds must be FIRST-LAST (e.g. 10-19), not '$seeds'" >&2; exit 2; }
+first=${BASH_REMATCH[1]} last=${BASH_REMATCH[2]}
 here=$(cd "$(dirname "$0")" && pwd)
 kept=$here/runs
 ablations=$(cd "$here/../../conf/ablation" && ls *.yaml | sed 's/\.yaml$//')
 mkdir -p "$sweep/logs" "$kept" && touch "$sweep/logs/started.$$"
 
 worker() {
-  for seed in $(seq 0 9); do
+  for seed in $(seq "$first" "$last"); do
     for ablation in $ablations; do
       job=seed$seed/$ablation log=$sweep/logs/seed$seed-$ablation
       [ -f "$kept/$job/results.json" ] && continue

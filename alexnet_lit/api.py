@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_network, load_module, train_config
-from alexnet_lit.evaluate import RUN_CONFIG, run_folder
 from alexnet_lit.results import CheckpointRun
+from alexnet_lit.trained import RUN_CONFIG, run_folder
 from alexnet_lit.weights import fit_weights, read_file
 
 ABLATIONS = Path(CONFIG_DIR) / "ablation"

@@ -22,7 +22,7 @@ from alexnet_lit.checks import check_config
 from alexnet_lit.data.sampling import local_batch_size
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.results import CheckpointRun, ResultsWriter, git_commit
-from alexnet_lit.run_folder import job_folder
+from alexnet_lit.checkpointing.run_folder import job_folder
 from alexnet_lit.tracking import media_callbacks
 from alexnet_lit.weights import load_weights, network_weights
 

@@ -4,7 +4,7 @@
 
 writes into its run folder
 - ``figure3.png`` / ``.json``: conv1's kernels, one block per tower, and each kernel's colour
-  specificity (alexnet_lit.pictures) with its mean per tower, to check the paper's claim that
+  specificity (alexnet_lit.inspect.pictures) with its mean per tower, to check the paper's claim that
   one tower learns colour-agnostic kernels and the other colour-specific ones;
 - ``figure4.png`` / ``.json``: validation images with their top-k predictions and the training
   images nearest to them in fc7 space (Euclidean, the last hidden layer), found one training
@@ -23,10 +23,10 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from alexnet_lit.build import command
-from alexnet_lit.evaluate import run_folder, trained_network
+from alexnet_lit.inspect.pictures import colour_specificity, conv1_towers, image_grid
 from alexnet_lit.module import AlexNetModule
-from alexnet_lit.pictures import colour_specificity, conv1_towers, image_grid
 from alexnet_lit.tracking import command_tracker
+from alexnet_lit.trained import run_folder, trained_network
 
 
 def figure3(module: AlexNetModule, out: Path, dpi: int) -> dict:

@@ -10,7 +10,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from alexnet_lit.data.folder import HELD_OUT, OFFICIAL, TRAIN_EVAL
 from alexnet_lit.data.views import TENCROP_CENTRE
 from alexnet_lit.optim import build_optimizer, build_scheduler
-from alexnet_lit.probes import DeadUnits, LayerActivity, relu_units
+from alexnet_lit.inspect.probes import DeadUnits, LayerActivity, relu_units
 
 
 class TopKError(MulticlassAccuracy):
@@ -18,6 +18,29 @@ class TopKError(MulticlassAccuracy):
 
     def compute(self) -> torch.Tensor:
         return 1 - super().compute()
+
+
+def view_prefix(index: int, view: str) -> str:
+    """Where a validation view's metrics log: the first view as ``val/...``, the others as
+    ``val_<view>/...``."""
+    return "val/" if index == 0 else f"val_{view}/"
+
+
+def crop_logits(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The logits (B, V, classes) of a batch's crops in one forward pass: (B, 10, C, H, W) holds
+    each image's ten crops (Section 4.1), (B, C, H, W) one crop an image (V = 1)."""
+    if images.dim() == 5:
+        return net(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+    return net(images)[:, None]
+
+
+def view_log_probabilities(logits: torch.Tensor, view: str) -> torch.Tensor:
+    """A view's log class probabilities of each image (B, classes) from its crops' logits
+    (B, V, classes): ``tencrop`` averages the ten crops' softmax outputs (Section 4.1),
+    ``center`` takes the centre crop's."""
+    if view == "tencrop":
+        return F.softmax(logits, dim=2).mean(1).clamp_min(1e-12).log()
+    return F.log_softmax(logits[:, TENCROP_CENTRE if logits.shape[1] > 1 else 0], dim=1)
 
 
 def error_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -56,7 +79,7 @@ class AlexNetModule(L.LightningModule):
         self.num_params = sum(p.numel() for p in self.net.parameters())
         self.train_metrics = error_metrics(num_classes, "train/")
         self.val_metrics = nn.ModuleList(
-            error_metrics(num_classes, "val/" if i == 0 else f"val_{name}/")
+            error_metrics(num_classes, view_prefix(i, name))
             for i, name in enumerate(val_views))
         # mean loss over images, summed exactly across processes (Lightning's sync_dist mean
         # truncates the image count when processes hold different numbers of images)
@@ -100,10 +123,7 @@ class AlexNetModule(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels, *streams = batch  # streams: where validation scores more (ScoredImages)
         with LayerActivity(self.net, lrn=batch_idx == 0) as activity:
-            if images.dim() == 5:  # (B, 10, C, H, W): the ten crops, one forward pass
-                logits = self(images.flatten(0, 1)).unflatten(0, images.shape[:2])
-            else:
-                logits = self(images)[:, None]
+            logits = crop_logits(self, images)
         self.log_dict(activity.stats)  # LRN's divisor, from the first batch
         for name, active in activity.active.items():
             self.dead_units[name].update(active)
@@ -127,22 +147,11 @@ class AlexNetModule(L.LightningModule):
         batch of other streams), and log them: every process logs every key in every batch,
         so the epoch's reduction across processes sees the same keys everywhere."""
         if len(labels):
-            scores, losses = self.view_scores(logits, labels, view)
-            metrics.update(scores, labels)
-            mean_loss.update(losses)
+            log_p = view_log_probabilities(logits, view)
+            mean_loss.update(F.nll_loss(log_p, labels, reduction="none"))  # names a label out of range
+            metrics.update(log_p, labels)
         self.log(f"{metrics.prefix}loss", mean_loss)
         self.log_dict(metrics)
-
-    @staticmethod
-    def view_scores(logits: torch.Tensor, labels: torch.Tensor, view: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """A view's scores of each image from the logits (B, V, classes) of its crops, and
-        each image's loss: ``tencrop`` averages the softmax outputs, ``center`` takes the
-        centre crop's logits."""
-        if view == "tencrop":
-            scores = F.softmax(logits, dim=2).mean(1)
-            return scores, F.nll_loss(scores.clamp_min(1e-12).log(), labels, reduction="none")
-        scores = logits[:, TENCROP_CENTRE if logits.shape[1] > 1 else 0]
-        return scores, F.cross_entropy(scores, labels, reduction="none")
 
     def configure_optimizers(self):
         settings = dict(self.hparams.optim)

@@ -18,7 +18,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from alexnet_lit.build import command
 from alexnet_lit.data.decode import DecodeError, check_policy, prepare_image
-from alexnet_lit.evaluate import trained_network
+from alexnet_lit.module import crop_logits, view_log_probabilities
+from alexnet_lit.trained import trained_network
 
 
 def image_files(pattern: str) -> list[str]:
@@ -37,10 +38,7 @@ def class_probabilities(module, views, images: torch.Tensor, view: str) -> torch
     """Softmax outputs (B, classes) of uint8 (B, S, S, 3) images: of the centre crop, or the
     mean over the ten crops."""
     with torch.inference_mode():
-        x = views(images, view)
-        if view == "tencrop":
-            return module(x.flatten(0, 1)).softmax(1).unflatten(0, x.shape[:2]).mean(1)
-        return module(x).softmax(1)
+        return view_log_probabilities(crop_logits(module, views(images, view)), view).exp()
 
 
 def predict(cfg: DictConfig) -> list[dict]:

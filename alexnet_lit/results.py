@@ -13,12 +13,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from alexnet_lit.data.folder import TRAIN_EVAL
 from alexnet_lit.lrn import LRN
-from alexnet_lit.pictures import colour_specificity
-from alexnet_lit.private_api import AppendingCSVLogger
+from alexnet_lit.inspect.pictures import colour_specificity
 
 
 def git_commit() -> str | None:
@@ -186,7 +184,7 @@ def learning_verdict(classes: int, watch: dict, val_top1_err: float | None, val_
 def layer_activity(metrics: dict, net: torch.nn.Module) -> dict:
     """``lrn``: per LRN layer the divisor's mean and 95th percentile at the last validation
     beside ``k ** beta``, its value for a constant rescale; ``dead_units``: per ReLU layer
-    the fraction of units silent on every image validation scored (alexnet_lit.probes)."""
+    the fraction of units silent on every image validation scored (alexnet_lit.inspect.probes)."""
     lrn = {name.rsplit(".", 1)[-1]: dict(k_beta=layer.k ** layer.beta)
            for name, layer in net.named_modules() if isinstance(layer, LRN)}
     for name, stats in lrn.items():
@@ -197,7 +195,7 @@ def layer_activity(metrics: dict, net: torch.nn.Module) -> dict:
 
 
 def conv1_colour(net: torch.nn.Module, towers: int) -> dict | None:
-    """Figure 3's measure on conv1 (alexnet_lit.pictures.colour_specificity): every kernel's
+    """Figure 3's measure on conv1 (alexnet_lit.inspect.pictures.colour_specificity): every kernel's
     score, in kernel order (the first ``tower_sizes[0]`` are tower 1's), and each tower's mean;
     None for one tower."""
     if towers < 2:
@@ -215,7 +213,7 @@ class ResultsWriter(Callback):
     validation scores) and the error on the data set's own validation images where validation
     holds more (``val_official_*``), epochs, steps, processes, wall time, whether the run
     learns or collapsed (``learning``), what its LRN layers and ReLUs did at the last
-    validation (``lrn``, ``dead_units``; alexnet_lit.probes), conv1's colour scores per tower
+    validation (``lrn``, ``dead_units``; alexnet_lit.inspect.probes), conv1's colour scores per tower
     (``conv1_colour``, Figure 3), plus ``meta`` (ablation names, seed, init, parameter count,
     git commit)."""
 
@@ -282,7 +280,7 @@ class ResultsWriter(Callback):
         self._write(trainer, "completed")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):  # checkpointed by alexnet_lit.preemption
+        if isinstance(exception, SIGTERMException):  # checkpointed by alexnet_lit.checkpointing.preemption
             self._write(trainer, "interrupted")
         elif not self.metrics and trainer.is_global_zero:  # nothing measured yet, or restored
             record_failure(self.path, exception, self.meta)
@@ -321,13 +319,3 @@ class CheckpointRun(Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         names = getattr(trainer.datamodule, "class_names", None)
         checkpoint[self.KEY] = dict(config=self.config, class_names=None if names is None else list(names))
-
-
-class ResumableCSVLogger(AppendingCSVLogger):
-    """``csv/metrics.csv``: a run resumed into its folder (``ckpt_path=last``) adds its rows to
-    those of the attempts before it instead of deleting them, less any rows of the steps it
-    replays; the file then reads as one uninterrupted run's."""
-
-    @rank_zero_only
-    def forget_from(self, step: int) -> None:
-        self.experiment.forget_from(step)

@@ -23,8 +23,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_lit.faults import last_checkpoint_path
-from alexnet_lit.pictures import conv1_towers, image_grid
+from alexnet_lit.checkpointing.faults import last_checkpoint_path
+from alexnet_lit.inspect.pictures import conv1_towers, image_grid
 from alexnet_lit.private_api import forget_wandb_run, wandb_init_settings, wandb_run_if_started
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,11 @@ from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit.build import build_run, command
-from alexnet_lit.faults import last_checkpoint_path
+from alexnet_lit.checkpointing.faults import last_checkpoint_path
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
 from alexnet_lit.results import ResultsWriter, record_failure
-from alexnet_lit.resume import resume_path
-from alexnet_lit.run_folder import check_resume, run_folder_lock
+from alexnet_lit.checkpointing.resume import resume_path
+from alexnet_lit.checkpointing.run_folder import check_resume, run_folder_lock
 from alexnet_lit.speed import reuse_host_memory
 from alexnet_lit.tracking import wandb_runs
 from alexnet_lit.weights import CheckpointError

@@ -47,7 +47,7 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout's alexnet_lit; tests' helpers
+sys.path[:0] = [str(REPO)]  # this checkout's alexnet_lit
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
@@ -57,12 +57,12 @@ from omegaconf import OmegaConf  # noqa: E402
 
 import lrn as lrn_benchmark  # noqa: E402
 import train_throughput  # noqa: E402
-from conftest import read_metrics, sigterm_in_validation, train_command  # noqa: E402
 from timing import machine, median, synchronize  # noqa: E402
 
 from alexnet_lit.build import build_datamodule, build_run, optim_settings  # noqa: E402
 from alexnet_lit.data.preparation import prepare  # noqa: E402
 from alexnet_lit.data.synthetic import synthesize  # noqa: E402
+from alexnet_lit.testing import read_metrics, sigterm_in_validation, train_command  # noqa: E402
 from alexnet_lit.train import train  # noqa: E402
 
 PARTS = {1: "tests", 2: "step", 3: "end_to_end", 4: "ddp_resume", 5: "lrn", 6: "formats", 7: "recipe"}
@@ -363,8 +363,7 @@ def part_ddp_resume(args, data) -> dict:
     whole, log = run("uninterrupted")
     backend = next((line.split("=", 1)[1].strip() for line in log.splitlines()
                     if line.startswith("distributed_backend=")), None)
-    plugin, plugin_env = sigterm_in_validation(args.work)
-    stopped, log_stopped = run("resumed", *plugin, environment={**plugin_env, "CUBLAS_WORKSPACE_CONFIG": ":4096:8"})
+    stopped, log_stopped = run("resumed", *sigterm_in_validation())
     status_after_sigterm = json.loads((stopped / "results.json").read_text())["status"]
     _, log_resumed = run("resumed")
     nondeterministic = sorted(set(re.findall(r"(\w+) does not have a deterministic implementation",

@@ -1,5 +1,4 @@
 """Shared fixtures: real Hydra composition of conf/, real generated JPEGs, ../shared data."""
-import csv
 import json
 import os
 import subprocess
@@ -17,6 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from alexnet_lit.build import CONFIG_DIR
+from alexnet_lit.testing import command, read_metrics, sigterm_in_validation, train_command  # noqa: F401 (re-exported)
+from helpers.resume import STEPS_PER_EPOCH, last, output, start
 from slurm_cluster import SlurmCluster, missing_programs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,51 +95,6 @@ def extracted(archive: str, cache: Path) -> Path:
     return cache
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The rows of a run's csv/metrics.csv."""
-    with open(Path(run_dir) / "csv" / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-SIGTERM_IN_VALIDATION = """
-import os, signal
-from lightning.pytorch.callbacks import Callback
-
-class SigtermInValidation(Callback):
-    def __init__(self, ranks=None):
-        self.ranks = ranks
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        if (not trainer.sanity_checking and trainer.current_epoch == 0 and batch_idx == 1
-                and (self.ranks is None or trainer.global_rank in self.ranks)):
-            os.kill(os.getpid(), signal.SIGTERM)
-"""
-
-
-def sigterm_in_validation(folder: Path, ranks: list[int] | None = None) -> tuple[list[str], dict]:
-    """The overrides and environment that make the processes of a run (all, or those of
-    ``ranks``) send themselves SIGTERM in their first validation: a callback module written
-    to ``folder``."""
-    (folder / "sigterm_plugin.py").write_text(SIGTERM_IN_VALIDATION)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), *sys.path]))
-    overrides = ["+callbacks.signal._target_=sigterm_plugin.SigtermInValidation"]
-    if ranks is not None:
-        overrides.append(f"+callbacks.signal.ranks={ranks}")
-    return overrides, env
-
-
-def train_command(run_dir: Path, cache: Path, *overrides: str) -> list[str]:
-    """``python -m alexnet_lit.train experiment=tiny ...`` writing into ``run_dir``, as a user
-    starts a run (run it with cwd=REPO)."""
-    return command("train", run_dir, cache, "experiment=tiny", *overrides)
-
-
-def command(name: str, run_dir: Path, cache: Path, *overrides: str) -> list[str]:
-    """``python -m alexnet_lit.<name> ...`` writing into ``run_dir`` (run it with cwd=REPO)."""
-    return [sys.executable, "-m", f"alexnet_lit.{name}", f"paths.cache_dir={cache}",
-            f"hydra.run.dir={run_dir}", *overrides]
-
-
 def finished_run(run_dir: Path, cache: Path, *overrides: str) -> Path:
     """A real short CPU training run of experiment=tiny in ``run_dir``; fails with its output."""
     done = subprocess.run(train_command(run_dir, cache, "trainer.enable_model_summary=false", *overrides),
@@ -157,6 +113,18 @@ def trained_run(tmp_path_factory, cache_dir) -> Path:
     holds .hydra/, checkpoints/, csv/metrics.csv."""
     return finished_run(tmp_path_factory.mktemp("trained") / "run", cache_dir, *FINISHED_RUN,
                         "trainer.max_epochs=4")
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory, cache_dir) -> dict:
+    """The resume suite's run never stopped (helpers.resume), shared by every test that ends a
+    stopped run and compares: its last.ckpt and metrics.csv."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    proc = start(run_dir, cache_dir)
+    assert proc.wait(timeout=300) == 0, output(run_dir)
+    logged = read_metrics(run_dir)
+    assert len(logged) == 2 * (STEPS_PER_EPOCH + 2)  # a row a step, val and train-epoch rows
+    return dict(state=last(run_dir), rows=logged, dir=run_dir)
 
 
 @pytest.fixture(scope="session")

@@ -46,3 +46,11 @@ def test_an_old_checkpoint_resumes(tmp_path, cache_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert (results["status"], results["epochs"], results["steps"]) == ("completed", 2, 2)
+
+
+def test_every_moved_class_path_names_a_class_of_the_package():
+    from hydra.utils import get_class
+
+    from alexnet_lit.checkpointing.run_folder import MOVED
+    for old, new in MOVED.items():
+        assert get_class(new).__name__ == old.rsplit(".", 1)[1]

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from alexnet_lit.data.colour import IMAGENET_MEAN
 from alexnet_lit.prepare import main as prepare_main
-from alexnet_lit.probes import LayerActivity
+from alexnet_lit.inspect.probes import LayerActivity
 from alexnet_lit.train import train
 from conftest import SHARED_DATA, extracted, needs_cuda
 

@@ -15,9 +15,9 @@ from conftest import REPO, job_of, read_metrics, sigterm_in_validation, train_co
 DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
 
 
-def run(command: list[str], cwd=REPO, env: dict | None = None) -> None:
+def run(command: list[str], cwd=REPO) -> None:
     """Run to success; on failure, every process's error lines, then the end of the output."""
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
     errors = [line for line in done.stderr.splitlines()
               if any(word in line for word in ("Error", "error:", "terminate", "what()", "Abort"))]
     assert done.returncode == 0, "\n".join([*errors[:40], "...", done.stderr[-3000:]])
@@ -87,27 +87,35 @@ def test_a_mid_epoch_checkpoint_holds_the_training_error_counts_of_both_processe
     assert int(counts["tp"] + counts["fn"]) == 2 * 32  # two global batches of 32: 16 per process
 
 
+RESUMED = (*DDP, "data.train_per_class=50", "trainer.deterministic=true")
+
+
+@pytest.fixture(scope="module")
+def whole_ddp_run(tmp_path_factory, cache_dir):
+    """Two processes of RESUMED, never stopped: the folder both SIGTERM cases end as."""
+    folder = tmp_path_factory.mktemp("ddp") / "whole"
+    run(train_command(folder, cache_dir, *RESUMED))
+    return folder
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("ranks", [None, [1]], ids=["both-signalled", "one-signalled"])
 def test_two_processes_stopped_by_sigterm_in_validation_resume_into_the_uninterrupted_run(
-        tmp_path, cache_dir, ranks):
+        tmp_path, cache_dir, whole_ddp_run, ranks):
     """Both processes signalled (as SLURM does), or one: validation finishes, every process
     saves and exits; the same command then ends with the weights and metrics.csv of a run
     never stopped."""
-    same = (*DDP, "data.train_per_class=50", "trainer.deterministic=true")
-    plugin, env = sigterm_in_validation(tmp_path, ranks)
-    run(train_command(tmp_path / "stopped", cache_dir, *same, *plugin), env=env)
-    results = json.loads((tmp_path / "stopped" / "results.json").read_text())
+    stopped = tmp_path / "stopped"
+    run(train_command(stopped, cache_dir, *RESUMED, *sigterm_in_validation(ranks)))
+    results = json.loads((stopped / "results.json").read_text())
     assert (results["status"], results["steps"], results["best_epoch"]) == ("interrupted", 15, 0)
-    run(train_command(tmp_path / "stopped", cache_dir, *same))
-    run(train_command(tmp_path / "whole", cache_dir, *same))
-    resumed, whole = (torch.load(tmp_path / r / "checkpoints" / "last.ckpt", weights_only=True)
-                      for r in ("stopped", "whole"))
+    run(train_command(stopped, cache_dir, *RESUMED))
+    resumed, whole = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in (stopped, whole_ddp_run))
     assert resumed["global_step"] == whole["global_step"] == 30
     for name, w in whole["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], w), name
     assert resumed["lr_schedulers"] == whole["lr_schedulers"]
-    assert read_metrics(tmp_path / "stopped") == read_metrics(tmp_path / "whole")
+    assert read_metrics(stopped) == read_metrics(whole_ddp_run)
 
 
 def test_a_global_batch_that_does_not_split_fails_before_any_process_starts(compose_cfg):

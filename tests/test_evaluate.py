@@ -8,7 +8,8 @@ import torch
 from torch.nn import functional as F
 
 from alexnet_lit.build import build_datamodule
-from alexnet_lit.evaluate import data_config, evaluate, load_member
+from alexnet_lit.evaluate import evaluate
+from alexnet_lit.trained import data_config, load_member
 from conftest import REPO, command
 
 QUIET = ("trainer.enable_progress_bar=false",)

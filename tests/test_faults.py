@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from alexnet_lit.faults import AtomicCheckpointIO
+from alexnet_lit.checkpointing.faults import AtomicCheckpointIO
 from conftest import REPO, train_command
 
 
@@ -18,7 +18,7 @@ def test_kill9_while_writing_leaves_the_previous_checkpoint_whole(tmp_path):
     AtomicCheckpointIO().save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import torch
-        from alexnet_lit.faults import AtomicCheckpointIO
+        from alexnet_lit.checkpointing.faults import AtomicCheckpointIO
         AtomicCheckpointIO().save_checkpoint({{"step": 2, "w": torch.zeros(100_000_000)}}, {str(path)!r})
         """)])
     partial = tmp_path / ".last.ckpt.partial"

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 
-from alexnet_lit import figure1
+from alexnet_lit.analysis import figure1
 from alexnet_lit.lrn import MapNorm
 from conftest import REPO
 from test_data_real import cifar_subset

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from alexnet_lit.build import build_datamodule
-from alexnet_lit.evaluate import data_config, load_member
+from alexnet_lit.trained import data_config, load_member
 from alexnet_lit.figures import fc7_and_logits, figures, nearest
-from alexnet_lit.pictures import colour_specificity
+from alexnet_lit.inspect.pictures import colour_specificity
 
 
 def test_colour_specificity_is_zero_for_grey_kernels_and_high_for_one_channel():

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from alexnet_lit.lrn import LRN
-from alexnet_lit.probes import DeadUnits, LayerActivity, relu_units
+from alexnet_lit.inspect.probes import DeadUnits, LayerActivity, relu_units
 from alexnet_lit.results import AT_CHANCE_STEPS, DEAD_LAYER, LossWatch, learning_verdict
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,6 +11,9 @@ from PIL import Image
 from scipy import stats as scipy_stats
 
 from alexnet_lit import report
+from alexnet_lit.analysis.render import COLUMNS, OFFICIAL_COLUMNS
+from alexnet_lit.analysis.runs import run_from_wandb, sweep_seeds
+from alexnet_lit.analysis.table import paper_table
 from alexnet_lit.results import write_json
 from alexnet_lit.build import CONFIG_DIR
 from conftest import report_table
@@ -94,7 +97,7 @@ def test_the_report_puts_our_changes_beside_the_papers(sweep):
     # the paper's order
     assert list(rows) == ["none", "tanh", "no_lrn", "no_overlap", "no_pca", "no_dropout", "no_conv3"]
     none, tanh, no_lrn, no_overlap, no_pca, no_dropout, no_conv3 = rows.values()
-    assert len(none) == len(report.COLUMNS)  # no official-validation columns: no run measured them
+    assert len(none) == len(COLUMNS)  # no official-validation columns: no run measured them
     assert none[2:10] == ["3", "0 of 3", "41.0 ± 1.0", "—", "40.7", "19.0 ± 1.0", "—", "18.2"]
     assert none[10:18] == ["31.0 ± 1.0", "—", "26.7 ± 0.6", "—", "14.3 ± 0.6", "", "—", "—"]
     # 45, 47, 46 against 40, 42, 41 of the same seeds: +5.0 each, a zero-width paired interval;
@@ -192,7 +195,7 @@ def test_official_validation_columns_appear_where_measured_and_training_claims_f
     rewrite(sweep, "tanh", train_eval_top1_err=None)
     report.main([str(sweep)])
     text = (sweep / "report.md").read_text()
-    assert "| " + " | ".join(report.COLUMNS + report.OFFICIAL_COLUMNS) + " |" in text
+    assert "| " + " | ".join(COLUMNS + OFFICIAL_COLUMNS) + " |" in text
     rows = report_table(text)
     assert rows["none"][20:] == ["45.0 ± 1.0", "—", "—", "—"]
     assert rows["no_lrn"][20:] == ["49.0 ± 1.0", "+4.0 [+4.0, +4.0]", "—", "—"]
@@ -221,7 +224,7 @@ def test_two_runs_of_one_seed_and_ablation_are_an_error(sweep):
 def test_the_wandb_reader_reads_the_clean_and_official_errors():
     summary = {"val/top1_err": 0.4, "val/top5_err": 0.2, "train/top1_err": 0.3, "train_eval/top1_err": 0.25,
                "val_official/top1_err": 0.41, "val_official/top5_err": 0.21, "_runtime": 60.0}
-    run = report.run_from_wandb({"ablation": ["none"], "seed": 3}, summary, "finished", "w&b")
+    run = run_from_wandb({"ablation": ["none"], "seed": 3}, summary, "finished", "w&b")
     assert (run.ablation, run.seed, run.status, run.wall_time_s) == ("none", 3, "completed", 60.0)
     assert (run.val_top1, run.train_top1, run.train_eval_top1, run.train_eval_top5) == (0.4, 0.3, 0.25, None)
     assert (run.val_official_top1, run.val_official_top5) == (0.41, 0.21)
@@ -229,7 +232,7 @@ def test_the_wandb_reader_reads_the_clean_and_official_errors():
 
 
 def test_the_paper_table_has_one_row_per_ablation_file():
-    rows = report.paper_table()
+    rows = paper_table()
     assert set(rows) == {p.stem for p in (Path(CONFIG_DIR) / "ablation").glob("*.yaml")}
     assert rows["none"]["paper_top1"] == 40.7 and rows["one_tower"]["paper_top5"] == 1.2
     for row in rows.values():  # a direction wherever there is no number
@@ -249,7 +252,7 @@ def test_bad_input_names_the_file(sweep, tmp_path):
         csv.writer(f).writerows([["ablation", "component", "section", "metric", "paper_top1", "paper_top5",
                                   "sign", "paper_says"], ["none", "x", "§1", "val_top9", "", "", "", ""]])
     with pytest.raises(ValueError, match=r"paper.csv: row 'none' has metric 'val_top9'"):
-        report.paper_table(table)
+        paper_table(table)
     with pytest.raises(SystemExit):
         report.main([])  # neither a sweep folder nor --wandb
     assert not (sweep / "report.md").exists()
@@ -259,8 +262,8 @@ def test_the_sweeps_seeds_are_the_command_lines_else_the_presets(tmp_path):
     hydra = {"sweeper": {"params": {"+ablation": "glob(*)", "seed": "range(0,10)"}},
              "overrides": {"task": ["experiment=table_cpu"]}}
     OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
-    assert report.sweep_seeds(tmp_path) == "range(0,10)"
+    assert sweep_seeds(tmp_path) == "range(0,10)"
     hydra["overrides"]["task"].append("seed=0,1")
     OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
-    assert report.sweep_seeds(tmp_path) == "0,1"
-    assert report.sweep_seeds(tmp_path / "elsewhere") is None
+    assert sweep_seeds(tmp_path) == "0,1"
+    assert sweep_seeds(tmp_path / "elsewhere") is None

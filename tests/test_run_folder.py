@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet_lit.run_folder import job_folder
+from alexnet_lit.checkpointing.run_folder import job_folder
 from conftest import FINISHED_RUN, REPO, survivors, train_command
 
 TRAINED = (*FINISHED_RUN, "trainer.max_epochs=4", "trainer.enable_model_summary=false")  # conftest.trained_run
@@ -164,7 +164,7 @@ def test_a_second_job_in_a_held_folder_changes_nothing(tmp_path, cache_dir, trai
 
 HOLD = """
 import sys, time
-from alexnet_lit.run_folder import run_folder_lock
+from alexnet_lit.checkpointing.run_folder import run_folder_lock
 with run_folder_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(600)

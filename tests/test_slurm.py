@@ -13,8 +13,7 @@ import pytest
 from alexnet_lit import report
 from conftest import REPO, compose_config, report_table, train_command
 from test_ddp import DDP, UNEVEN_DATA, assert_validates_like_one_process
-from test_resume import (SAME, STEPS_PER_EPOCH, assert_same_run, output, uninterrupted,  # noqa: F401 (a fixture)
-                         wait_for_checkpoint)
+from helpers.resume import SAME, STEPS_PER_EPOCH, assert_same_run, output, wait_for_checkpoint
 from test_sweep import jobs_results, multirun
 
 try:

@@ -140,6 +140,7 @@ def test_the_throughput_benchmark_runs_both_loops(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.gpu_rehearsal
 def test_the_gpu_check_runs_every_part_small_on_cpu(tmp_path, shared_cache):
     """benchmarks/gpu_check.py --device cpu: the script a GPU session runs, at a tiny size;
     every part's JSON and the summary are written, none fails (its figures are not checked)."""

@@ -6,8 +6,8 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from alexnet_lit import stats
-from alexnet_lit.stats import Delta, Stat, paired, verdict, welch
+from alexnet_lit.analysis import stats
+from alexnet_lit.analysis.stats import Delta, Stat, paired, verdict, welch
 
 X = {0: 10.0, 1: 12.0, 2: 15.0}
 Y = {0: 9.0, 1: 10.0, 2: 12.0}

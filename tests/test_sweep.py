@@ -19,6 +19,7 @@ from PIL import Image
 from scipy import stats as scipy_stats
 
 from alexnet_lit import report
+from alexnet_lit.analysis.runs import METRICS, run_from_results, run_from_wandb
 from alexnet_lit.build import CONFIG_DIR
 from conftest import job_of, report_table, wandb_run
 
@@ -57,9 +58,9 @@ def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_r
         for key in ("val/top1_err", "val/top5_err", "train/top1_err"):
             assert run["summary"][key] == pytest.approx(r[key.replace("/", "_")])
         # the W&B reporter reads what the local one reads
-        via_wandb = report.run_from_wandb(run["config"], run["summary"], run["state"], "w&b")
-        local = report.run_from_results(job / "results.json")
-        for field in ("ablation", "seed", "status", *report.METRICS):
+        via_wandb = run_from_wandb(run["config"], run["summary"], run["state"], "w&b")
+        local = run_from_results(job / "results.json")
+        for field in ("ablation", "seed", "status", *METRICS):
             assert getattr(via_wandb, field) == pytest.approx(getattr(local, field))
         run_ids.add(run["run_id"])
     assert len(run_ids) == 4  # no job logged into another's run

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 from hydra.utils import instantiate
 from PIL import Image
 
+from alexnet_lit.analysis.runs import last_attempts, run_from_wandb
 from alexnet_lit.evaluate import evaluate
 from alexnet_lit.figures import figures
-from alexnet_lit.report import last_attempts, run_from_wandb
 from alexnet_lit.train import train
 from conftest import REPO, wandb_run, wandb_runs
 

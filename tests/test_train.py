@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from alexnet_lit.results import ResumableCSVLogger
+from alexnet_lit.checkpointing.resume import ResumableCSVLogger
 from alexnet_lit.train import train
 from conftest import read_metrics
 

@@ -75,7 +75,7 @@ def train_eval_subset(train: Dataset, wanted: int | None, val_size: int) -> Subs
 def init_worker(worker_id: int) -> None:
     """Data loader workers' ``worker_init_fn``: they die with the training process, even when it
     is killed with ``kill -9``; and SIGTERM is the training process's to handle
-    (alexnet_lit.preemption). SLURM sends it to every process of a job step (``scancel -s
+    (alexnet_lit.checkpointing.preemption). SLURM sends it to every process of a job step (``scancel -s
     TERM``, ``--signal``); a worker it killed would fail the run before its checkpoint. The training process still
     shuts the workers down, and SLURM's SIGKILL ends any left after its KillWait."""
     die_with_parent()
@@ -196,7 +196,7 @@ class FolderDataModule(L.LightningDataModule):
         images, labels, *streams = batch
         if self.trainer is not None and self.trainer.training:
             # The views draw from a generator of their own, seeded by one number of the step's
-            # stream (alexnet_lit.resume.StepSeeds), drawn whatever the view: the dropout masks
+            # stream (alexnet_lit.checkpointing.resume.StepSeeds), drawn whatever the view: the dropout masks
             # drawn after it are the same whether an ablation draws crops and colours or not.
             seed = int(torch.randint(2 ** 62, ()))
             view = "random" if self.hparams.augment else "center"

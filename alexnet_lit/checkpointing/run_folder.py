@@ -28,6 +28,17 @@ HELD = "ALEXNET_LIT_RUN_FOLDER_LOCKED"  # the folder a job's launching process h
 MAY_CHANGE = ("ckpt_path", "paths", "logger", "callbacks", "speed", "trainer.max_epochs", "trainer.max_steps",
               "trainer.max_time", "trainer.enable_progress_bar", "trainer.enable_model_summary",
               "trainer.log_every_n_steps", "data.num_workers")
+# Classes that have moved since checkpoints named them in their config (``_target_``): a run saved
+# before the move is still this job's.
+MOVED = {f"alexnet_lit.{old}": f"alexnet_lit.{new}" for old, new in (
+    ("faults.AtomicCheckpointIO", "checkpointing.faults.AtomicCheckpointIO"),
+    ("faults.LastCheckpoint", "checkpointing.faults.LastCheckpoint"),
+    ("faults.NonFiniteLossGuard", "checkpointing.faults.NonFiniteLossGuard"),
+    ("preemption.Preemption", "checkpointing.preemption.Preemption"),
+    ("resume.ExactResume", "checkpointing.resume.ExactResume"),
+    ("resume.StepSeeds", "checkpointing.resume.StepSeeds"),
+    ("results.ResumableCSVLogger", "checkpointing.resume.ResumableCSVLogger"),
+    ("figure1.TrainErrorTarget", "analysis.figure1.TrainErrorTarget"))}
 
 
 class RunFolderLocked(RuntimeError):
@@ -70,6 +81,15 @@ def run_folder_lock(folder: Path):
         os.close(fd)  # releases the lock
 
 
+def _moved(value):
+    """``value`` with every class path of :data:`MOVED` replaced by its present one."""
+    if isinstance(value, dict):
+        return {k: _moved(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved(v) for v in value]
+    return MOVED.get(value, value) if isinstance(value, str) else value
+
+
 def _flat(config: dict, prefix: str = "") -> dict:
     out = {}
     for key, value in config.items():
@@ -88,8 +108,9 @@ def _may_change(key: str) -> bool:
 def config_differences(saved: dict, cfg: DictConfig) -> list[str]:
     """``key: saved -> now`` for every key of ``cfg`` or of the ``saved`` (resolved) config
     that differs, but those of :data:`MAY_CHANGE` and those ``cfg`` derives from other keys
-    (an interpolation such as ``${paths.output_dir}/checkpoints``: its sources are compared)."""
-    old, new = _flat(saved), _flat(OmegaConf.to_container(cfg, resolve=True))
+    (an interpolation such as ``${paths.output_dir}/checkpoints``: its sources are compared);
+    a class path of :data:`MOVED` in ``saved`` counts as its present one."""
+    old, new = _flat(_moved(saved)), _flat(OmegaConf.to_container(cfg, resolve=True))
     derived = {k for k, v in _flat(OmegaConf.to_container(cfg, resolve=False)).items()
                if isinstance(v, str) and "${" in v}
     return [f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"

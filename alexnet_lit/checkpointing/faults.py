@@ -1,8 +1,8 @@
 """Checkpoints that a crash cannot corrupt, saved periodically, and non-finite losses.
 
 A re-run of the same command (``ckpt_path=last``, the default) continues from
-``checkpoints/last.ckpt``; what that file holds is alexnet_lit.resume's, SIGTERM is
-alexnet_lit.preemption's.
+``checkpoints/last.ckpt``; what that file holds is alexnet_lit.checkpointing.resume's, SIGTERM is
+alexnet_lit.checkpointing.preemption's.
 """
 import errno
 import math
@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from alexnet_lit.resume import save
+from alexnet_lit.checkpointing.resume import save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -61,7 +61,7 @@ def no_space_left(err: BaseException, folder: Path) -> bool:
 class LastCheckpoint(Callback):
     """``path`` (checkpoints/last.ckpt), what a re-run resumes from: every ``every_n_steps``
     optimiser steps and at the end of every epoch and of the run (on SIGTERM:
-    alexnet_lit.preemption).
+    alexnet_lit.checkpointing.preemption).
 
     Saves are made before a training batch, when its step's logs have been written and, at an
     epoch's first batch, validation has run and the lr schedule has taken its step (Lightning

@@ -1,6 +1,6 @@
 """SIGTERM, as SLURM sends it before pre-empting or timing out a job: the run saves
 checkpoints/last.ckpt at the next batch boundary (never inside a validation) and, under SLURM,
-requeues its job, which then resumes exactly (alexnet_lit.resume)."""
+requeues its job, which then resumes exactly (alexnet_lit.checkpointing.resume)."""
 import logging
 import os
 import signal
@@ -15,7 +15,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from alexnet_lit.private_api import set_received_sigterm
-from alexnet_lit.resume import save
+from alexnet_lit.checkpointing.resume import save
 
 log = logging.getLogger(__name__)
 

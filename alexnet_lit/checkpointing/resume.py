@@ -10,10 +10,11 @@ checkpoint holds, and who puts it there:
 - the best validation error, wall time and loss watch of results.json:
   alexnet_lit.results.ResultsWriter;
 - saved before a training batch, never inside validation: :func:`save`, called by
-  alexnet_lit.faults (periodically, at the end, on a non-finite loss) and
-  alexnet_lit.preemption (SIGTERM).
+  alexnet_lit.checkpointing.faults (periodically, at the end, on a non-finite loss) and
+  alexnet_lit.checkpointing.preemption (SIGTERM).
 
-On resume, csv/metrics.csv drops the rows of the steps the run replays (:class:`ExactResume`).
+On resume, csv/metrics.csv (:class:`ResumableCSVLogger`) drops the rows of the steps the run
+replays (:class:`ExactResume`).
 """
 import random
 from pathlib import Path
@@ -22,10 +23,10 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from alexnet_lit.data.sampling import derived_seed
-from alexnet_lit.private_api import logged_step_back
-from alexnet_lit.results import ResumableCSVLogger
+from alexnet_lit.private_api import AppendingCSVLogger, logged_step_back
 
 
 def batches_processed(trainer: L.Trainer) -> int:
@@ -132,3 +133,13 @@ class ExactResume(Callback):
             if (config.reduce_on_plateau and config.interval == "epoch" and metric is not None
                     and trainer.current_epoch % config.frequency == 0):  # as Lightning's own step
                 pl_module.lr_scheduler_step(config.scheduler, metric)
+
+
+class ResumableCSVLogger(AppendingCSVLogger):
+    """``csv/metrics.csv``: a run resumed into its folder (``ckpt_path=last``) adds its rows to
+    those of the attempts before it instead of deleting them, less any rows of the steps it
+    replays; the file then reads as one uninterrupted run's."""
+
+    @rank_zero_only
+    def forget_from(self, step: int) -> None:
+        self.experiment.forget_from(step)

@@ -9,7 +9,6 @@ target and records the curve. ``python -m alexnet_lit.report --figure1 SWEEP`` (
 """
 import json
 import math
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,10 +258,3 @@ def fmt_epochs(epochs: float | None) -> str:
 # What the figure's runs were: the keys of their config the comparison with the paper turns on.
 SETTING = ("model.init", "data.normalize", "model.rnorm", "data.batch_size", "optim.momentum",
            "optim.weight_decay", "data.augment", "data.pca_noise", "data.root")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``alexnet-figure1 SWEEP [--out DIR]``: the same as ``alexnet-report --figure1 SWEEP``."""
-    from alexnet_lit import report as report_command
-
-    report_command.main(["--figure1", *(sys.argv[1:] if argv is None else argv)])

@@ -1,0 +1,167 @@
+"""A sweep's runs, read from its jobs' ``results.json`` (no network) or from the W&B API:
+one :class:`Run` each, with the errors, the setting and the learning verdict the table needs."""
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from alexnet_lit.results import shown_override
+
+PAPER_METRICS = ("val_top1", "val_top5", "train_top1")  # the columns paper_table.csv may judge on
+
+
+# Our errors, as results.json's ``<name>_err`` and W&B's ``<prefix>/<topk>_err``: the first
+METRICS = {"val_top1": "val top-1", "val_top5": "val top-5", "train_top1": "train top-1",
+           "train_eval_top1": "clean train top-1", "train_eval_top5": "clean train top-5",
+           "val_official_top1": "official val top-1", "val_official_top5": "official val top-5"}
+WANDB_STATUS = {"finished": "completed", "running": "running", "failed": "failed",
+                "crashed": "failed", "killed": "failed", "preempted": "interrupted"}
+
+
+
+@dataclass
+class Run:
+    """One training job as reports see it: errors are fractions (0.407), None if unknown."""
+    ablation: str  # the ablation names joined by '+'
+    seed: int | None
+    status: str  # running | completed | failed | interrupted
+    source: str  # the job folder or W&B run
+    val_top1: float | None = None
+    val_top5: float | None = None
+    train_top1: float | None = None
+    train_eval_top1: float | None = None  # the clean training error (scored as validation)
+    train_eval_top5: float | None = None
+    val_official_top1: float | None = None  # the data set's own validation images, where val holds more
+    val_official_top5: float | None = None
+    wall_time_s: float | None = None
+    learning: str | None = None  # results.json's learning verdict (results.learning_verdict)
+    collapsed: bool | None = None  # results.json's learning.collapsed
+    lrn: dict | None = None  # per LRN layer: the divisor's mean over k ** beta
+    setting: dict | None = None  # what the run was (SETTING's keys)
+    conv1_colour: dict | None = None  # results.conv1_colour: Figure 3's scores, per tower
+
+
+# What a comparison with the paper must state about the runs behind it (the config's keys).
+SETTING = {"classes": "data.num_classes", "init": "model.init", "inputs": "data.normalize",
+           "crop": "model.input_size", "image size": "data.image_size", "batch": "data.batch_size",
+           "lr": "optim.lr", "epochs": "trainer.max_epochs", "views": "data.val_views",
+           "towers": "model.towers",
+           "positive biases": "model.positive_bias"}
+
+
+def setting_of(config: dict) -> dict:
+    """SETTING's values in a run's resolved config (``.hydra/config.yaml`` or W&B's)."""
+    config, values = OmegaConf.create(config), {}
+    for name, key in SETTING.items():
+        value = OmegaConf.select(config, key, default=None)
+        values[name] = ",".join(value) if OmegaConf.is_list(value) else value
+    return values
+
+
+def lrn_ratios(lrn: dict | None) -> dict | None:
+    """Each LRN layer's mean divisor over k ** beta: 1.0 is a constant rescale."""
+    if not lrn:
+        return None
+    return {name: s["divisor_mean"] / s["k_beta"] for name, s in lrn.items() if s.get("divisor_mean")}
+
+
+def run_from_results(path: Path) -> Run:
+    """A job folder's ``results.json`` (alexnet_lit/results.py) and ``.hydra/config.yaml``."""
+    try:
+        r = json.loads(path.read_text())
+        config = path.parent / ".hydra" / "config.yaml"
+        setting = setting_of(OmegaConf.to_container(OmegaConf.load(config))) if config.is_file() else None
+        if setting is not None:
+            setting["parameters"] = r.get("params")
+        learning = r.get("learning") or {}
+        return Run("+".join(r["ablation"]), r["seed"], r["status"], str(path.parent),
+                   **{m: r[f"{m}_err"] if m in PAPER_METRICS else r.get(f"{m}_err") for m in METRICS},
+                   wall_time_s=r["wall_time_s"], learning=learning.get("verdict"),
+                   collapsed=learning.get("collapsed"), lrn=lrn_ratios(r.get("lrn")), setting=setting,
+                   conv1_colour=r.get("conv1_colour"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    except KeyError as error:
+        raise ValueError(f"{path}: no key {error}; written by an older alexnet_lit?") from None
+
+
+def logged_key(metric: str) -> str:
+    """The metric's name as training logs it: ``train_eval_top1`` -> ``train_eval/top1_err``."""
+    prefix, k = metric.rsplit("_", 1)
+    return f"{prefix}/{k}_err"
+
+
+def run_from_wandb(config: dict, summary: dict, state: str, source: str) -> Run:
+    """A W&B run: ``config`` and ``summary`` as the API returns them, ``state`` its run state."""
+    lrn = {key.split("/")[1].removesuffix("_divisor_mean"): summary[key] for key in summary
+           if key.startswith("lrn/") and key.endswith("_divisor_mean")}
+    setting = dict(setting_of(config), parameters=config.get("params"))
+    lrn_cfg = (config.get("model") or {}).get("lrn")
+    k_beta = lrn_cfg["k"] ** lrn_cfg["beta"] if lrn_cfg else None
+    return Run("+".join(config["ablation"]), config.get("seed"), WANDB_STATUS.get(state, state), source,
+               **{m: summary.get(logged_key(m)) for m in METRICS}, wall_time_s=summary.get("_runtime"),
+               lrn={n: v / k_beta for n, v in lrn.items()} if k_beta and lrn else None, setting=setting)
+
+
+def sweep_runs(sweep_dir: Path) -> tuple[list[Run], dict[Path, str], list[Path]]:
+    """The runs of every readable job folder below ``sweep_dir``; each results.json that
+    cannot be read, with why; and the job folders (those with a ``.hydra/``) that have no
+    results.json: they failed or stopped before training."""
+    results = sorted(sweep_dir.rglob("results.json"))
+    jobs = {p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")}
+    runs, unreadable = [], {}
+    for path in results:
+        try:
+            runs.append(run_from_results(path))
+        except (OSError, ValueError) as error:
+            unreadable[path] = str(error).removeprefix(f"{path}: ")
+    return runs, unreadable, sorted(jobs - {p.parent for p in results})
+
+
+def last_attempts(api_runs: list) -> list:
+    """One W&B run per job: a job resumed in its folder (after pre-emption or a crash) opens a
+    W&B run for every attempt, all with the job's ``run_dir``; its latest one counts."""
+    latest = {}
+    for r in sorted(api_runs, key=lambda r: r.created_at):
+        latest[r.config.get("run_dir") or r.id] = r
+    return list(latest.values())
+
+
+def wandb_runs(path: str, group: str) -> list[Run]:
+    """The runs of W&B group ``group`` in ``path`` (ENTITY/PROJECT), through the W&B API."""
+    import wandb
+
+    try:
+        api_runs = wandb.Api(timeout=30).runs(path, filters={"group": group})
+        return [run_from_wandb(r.config, r.summary_metrics, r.state, r.url) for r in last_attempts(api_runs)]
+    except (wandb.errors.Error, OSError) as error:
+        raise ValueError(f"--wandb {path} --group {group}: {error}") from None
+
+
+def multirun_hydra(sweep_dir: Path):
+    """The ``hydra`` node of the sweep's multirun.yaml, or None without one."""
+    path = sweep_dir / "multirun.yaml"
+    return OmegaConf.load(path).hydra if path.is_file() else None
+
+
+def sweep_command(sweep_dir: Path) -> str | None:
+    """The command line that started the sweep, from Hydra's multirun.yaml."""
+    hydra = multirun_hydra(sweep_dir)
+    if hydra is None:
+        return None
+    return "python -m alexnet_lit.train -m " + " ".join(shlex.quote(shown_override(o)) for o in hydra.overrides.task)
+
+
+def sweep_seeds(sweep_dir: Path) -> str | None:
+    """The sweep's seeds as its multirun.yaml gives them (``0,1,2``, ``range(0,10)``): the
+    command line's ``seed=``, else the preset's ``hydra.sweeper.params.seed``."""
+    hydra = multirun_hydra(sweep_dir)
+    if hydra is None:
+        return None
+    given = [o.split("=", 1)[1] for o in hydra.overrides.task if o.startswith("seed=")]
+    if given:
+        return given[-1]
+    preset = OmegaConf.select(hydra, "sweeper.params.seed", default=None)
+    return None if preset is None else str(preset)

@@ -9,7 +9,7 @@ writes ``report.md`` and ``report.png`` (into SWEEP_DIR, or ``--out``): the sett
 the equivalence bound B, the collapse rule), ``none``'s clean gap (validation minus clean
 training error: the condition for the regularisers' rows to mean anything), then per ablation
 our final errors (mean ± sd over seeds, n completed runs, how many collapsed), the change
-against ``none`` of the same seed with its paired 95% t-interval (alexnet_lit.analysis.stats; runs of
+against ``none`` of the same seed with its paired t-interval (95%, or ``--confidence``) (alexnet_lit.analysis.stats; runs of
 one seed share their random numbers), Welch's unpaired interval over the same runs beside it
 with the ratio of their widths, the paper's change (``alexnet_lit/paper_table.csv``, the one
 place its numbers live), a verdict from the paired interval (agrees or disagrees where it
@@ -25,8 +25,9 @@ import sys
 from pathlib import Path
 
 from alexnet_lit.analysis import figure1
-from alexnet_lit.analysis.render import chart, markdown
+from alexnet_lit.analysis.render import chart, fmt_seeds, level, markdown
 from alexnet_lit.analysis.runs import sweep_command, sweep_runs, sweep_seeds, wandb_runs
+from alexnet_lit.analysis.stats import CONFIDENCE
 from alexnet_lit.analysis.table import BOUND, PAPER_TABLE, paper_table, summarise
 from alexnet_lit.results import shown
 
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> None:
                         "interval inside ±B reads 'no effect beyond ±B'; fix it before the sweep (default 2)")
     parser.add_argument("--seeds", help="the seeds fixed before the sweep (e.g. 0-9), where it ran as several "
                              "commands; default: the sweep's multirun.yaml")
+    parser.add_argument("--confidence", type=float, default=CONFIDENCE, metavar="C", help="the level of every "
+                        "interval (default 0.95); fix it before the sweep")
+    parser.add_argument("--earlier-look", type=earlier_look, metavar="SEEDS:C", help="also take every verdict on "
+                        "the runs of SEEDS alone at level C (e.g. 0-9:0.95, a look at the sweep before seeds were "
+                        "added), shown beside this one's, the rows whose verdict changed named")
     parser.add_argument("--figure1", action="store_true", help="SWEEP_DIR is an experiment=figure1 sweep: "
                         "write figure1.png, .md and .json (ReLU against tanh, Section 3.1)")
     parser.add_argument("--target", type=float, help="with --figure1: the training error the speed-up is "
@@ -57,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"SWEEP_DIR {args.sweep_dir} is not a folder")
     if args.bound < 0:
         parser.error(f"--bound {args.bound:g}: a bound is at least 0 points")
+    if not 0 < args.confidence < 1:
+        parser.error(f"--confidence {args.confidence:g}: a level is between 0 and 1, e.g. 0.95")
     try:
         paper = paper_table(args.paper)
         if args.sweep_dir is not None:
@@ -68,19 +76,42 @@ def main(argv: list[str] | None = None) -> None:
             source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs)", None
         if not runs and not missing:
             sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}")
-        rows = summarise(runs, paper, args.bound)
+        rows = summarise(runs, paper, args.bound, args.confidence)
+        earlier = None
+        if args.earlier_look:
+            seeds_then, confidence_then = args.earlier_look
+            then = summarise([r for r in runs if r.seed in seeds_then], paper, args.bound, confidence_then)
+            earlier = (f"seeds {fmt_seeds(seeds_then)}, {level(confidence_then)} intervals",
+                       {r["ablation"]: r["verdict"] for r in then})
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"report: {error}")
     out = args.out or args.sweep_dir or Path.cwd()
     out.mkdir(parents=True, exist_ok=True)
     within = (lambda p: p.relative_to(args.sweep_dir)) if args.sweep_dir else (lambda p: p)  # named in the sweep
     (out / "report.md").write_text(markdown(rows, runs, source, command, [within(p) for p in missing], seeds,
-                                            args.bound, {within(p): why for p, why in unreadable.items()}),
+                                            args.bound, {within(p): why for p, why in unreadable.items()},
+                                            args.confidence, earlier),
                                    encoding="utf-8")
-    chart(rows, out / "report.png", args.bound)
+    chart(rows, out / "report.png", args.bound, args.confidence)
     print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
     if unreadable:  # a damaged file is an error, after the report of the others
         sys.exit("report: left out of the table: " + "; ".join(f"{p}: {why}" for p, why in unreadable.items()))
+
+
+def earlier_look(text: str) -> tuple[set[int], float]:
+    """``SEEDS:C`` (``0-9:0.95``, ``0,2,4-6:0.9``): the seeds and the level of an earlier look."""
+    try:
+        seeds, confidence = text.rsplit(":", 1)
+        chosen = set()
+        for part in seeds.split(","):
+            first, _, last = part.partition("-")
+            chosen.update(range(int(first), int(last or first) + 1))
+        confidence = float(confidence)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SEEDS:C, e.g. 0-9:0.95") from None
+    if not chosen or not 0 < confidence < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected some seeds and a level between 0 and 1, e.g. 0-9:0.95")
+    return chosen, confidence
 
 
 def figure1_report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -267,3 +267,27 @@ def test_the_sweeps_seeds_are_the_command_lines_else_the_presets(tmp_path):
     OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
     assert sweep_seeds(tmp_path) == "0,1"
     assert sweep_seeds(tmp_path / "elsewhere") is None
+
+
+def test_a_second_look_gives_its_verdicts_at_its_level_beside_the_first_ones(sweep):
+    """Seeds added after a first look (stage 2): every verdict taken again on all seeds at the
+    level fixed for it, the first look's verdicts (seeds 0-1 at 95%) beside them. no_dropout's
+    differences -5, -6 (seeds 0-1) resolve nothing at 95% with one degree of freedom; -5, -6, -4
+    exclude 0 even at 97.5%."""
+    report.main([str(sweep), "--confidence", "0.975", "--earlier-look", "0-1:0.95"])
+    text = (sweep / "report.md").read_text()
+    assert "the intervals' level, 97.5%." in text and "paired 97.5% t-interval in brackets" in text
+    assert "Verdicts at the earlier look (seeds 0-1, 95% intervals) beside these:" in text
+    assert "| no_dropout | not resolved (val top-1) | disagrees (val top-1) |" in text
+    assert "| no_lrn | agrees (val top-1) | agrees (val top-1) |" in text
+    assert "Changed: `no_pca`, `no_dropout`." in text
+    assert report_table(text)["no_dropout"][15] == "disagrees (val top-1)"
+
+
+@pytest.mark.parametrize("bad", [["--confidence", "1.5"], ["--confidence", "0"], ["--earlier-look", "0-9"],
+                                 ["--earlier-look", "0-9:2"], ["--earlier-look", "a-b:0.95"]])
+def test_a_level_outside_0_to_1_or_an_earlier_look_without_one_is_refused(sweep, bad, capsys):
+    with pytest.raises(SystemExit):
+        report.main([str(sweep), *bad])
+    assert bad[0] in capsys.readouterr().err
+    assert not (sweep / "report.md").exists()

@@ -25,6 +25,18 @@ def test_the_paired_interval_is_scipys_and_the_hand_computed_one():
     assert not result.delta.resolved  # [-0.5, +4.5]
 
 
+def test_the_level_of_both_intervals_is_scipys_at_that_level():
+    x, y = Stat.of(list(X.values())), Stat.of(list(Y.values()))
+    for confidence in (0.9, 0.975):
+        p, w = paired(X, Y, confidence).delta, welch(x, y, confidence)
+        expected_p = scipy_stats.ttest_rel(list(X.values()), list(Y.values())).confidence_interval(confidence)
+        expected_w = scipy_stats.ttest_ind(list(X.values()), list(Y.values()),
+                                           equal_var=False).confidence_interval(confidence)
+        assert (p.low, p.high) == pytest.approx((expected_p.low, expected_p.high), abs=1e-12)
+        assert (w.low, w.high) == pytest.approx((expected_w.low, expected_w.high), abs=1e-12)
+    assert paired(X, Y, 0.975).delta.width > paired(X, Y).delta.width > paired(X, Y, 0.9).delta.width
+
+
 def test_welch_is_scipys_and_wider_than_paired_on_these_numbers():
     x, y = Stat.of(list(X.values())), Stat.of(list(Y.values()))
     delta = welch(x, y)

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from alexnet_lit.analysis.runs import METRICS, SETTING, Run
-from alexnet_lit.analysis.stats import Delta, Stat, split_p_value
+from alexnet_lit.analysis.stats import CONFIDENCE, Delta, Stat, split_p_value
 from alexnet_lit.analysis.table import BOUND, OFFICIAL, REGULARISERS, overfit_gaps
 from alexnet_lit.results import AT_CHANCE_LOSS, AT_CHANCE_STEPS, DEAD_LAYER, shown
 
@@ -120,7 +120,12 @@ def setting_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
-def fixed_line(runs: list[Run], seeds: str | None, bound: float) -> list[str]:
+def level(confidence: float) -> str:
+    """An interval's level as the report writes it: 95%, 97.5%."""
+    return f"{100 * confidence:g}%"
+
+
+def fixed_line(runs: list[Run], seeds: str | None, bound: float, confidence: float = CONFIDENCE) -> list[str]:
     """What was fixed before the sweep: adding seeds until a verdict appears is optional stopping."""
     found = fmt_seeds({r.seed for r in runs if r.seed is not None}) or "none"
     sweep = f"`{seeds}` (the sweep's), runs found for seeds {found}" if seeds else f"{found} (the runs')"
@@ -128,7 +133,8 @@ def fixed_line(runs: list[Run], seeds: str | None, bound: float) -> list[str]:
             f"the collapse rule: a run collapsed where a ReLU layer has more than {DEAD_LAYER:.0%} of its "
             f"units silent on every image its last validation scored, or where its training loss stayed "
             f"above {AT_CHANCE_LOSS:g} ln(classes) for more than {AT_CHANCE_STEPS:.0%} of the steps of its second half "
-            "(alexnet_lit.results). Adding seeds until a verdict appears would be optional stopping.", ""]
+            f"(alexnet_lit.results); the intervals' level, {level(confidence)}. Adding seeds until a verdict appears "
+            "would be optional stopping.", ""]
 
 
 GAP_TRAINING = {  # the training error a gap is measured against, the first the runs have
@@ -153,14 +159,14 @@ def overfitting_line(runs: list[Run]) -> list[str]:
     return []
 
 
-def header_lines(rows: list[dict], bound: float) -> list[str]:
+def header_lines(rows: list[dict], bound: float, confidence: float = CONFIDENCE) -> list[str]:
     """The table's key, and which columns it has."""
     official = " *official val*: the error on the data set's own validation images (validation " \
                "also holds held-out training images)." if any_official(rows) else ""
     return [
         f"Final-epoch error in %, mean ± sd over the n completed runs (seeds). Δ is the change against "
         "`none` of the same seed in percentage points, mean over the seeds both have, with its paired "
-        "95% t-interval in brackets (runs of one seed share their data order, augmentation and the "
+        f"{level(confidence)} t-interval in brackets (runs of one seed share their data order, augmentation and the "
         "initial weights of every unchanged layer); *Welch* gives the unpaired interval over the same "
         "runs on the verdict's metric and the paired interval's width over Welch's; *pairs*: the "
         "seeds paired and the completed runs left out for want of a partner. The paper's Δ is its "
@@ -247,8 +253,22 @@ def shown_argv(argv: list[str]) -> list[str]:
     return [shown(a, "SWEEP") if Path(a).is_absolute() else a for a in argv]
 
 
+def earlier_lines(rows: list[dict], earlier: tuple[str, dict[str, str]] | None) -> list[str]:
+    """Each row's verdict at an earlier look at the sweep (``earlier``: what that look was, and
+    its verdicts by ablation) beside this one's, and the rows whose verdict changed."""
+    if earlier is None:
+        return []
+    what, before = earlier
+    judged = [r for r in rows if r["verdict"] and r["ablation"] in before]
+    changed = [f"`{r['ablation']}`" for r in judged if before[r["ablation"]] != r["verdict"]]
+    return [f"Verdicts at the earlier look ({what}) beside these:", "", "| ablation | earlier | now |", "|---|---|---|",
+            *(f"| {r['ablation']} | {before[r['ablation']]} | {r['verdict']} |" for r in judged), "",
+            f"Changed: {', '.join(changed)}." if changed else "No verdict changed.", ""]
+
+
 def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None, missing: list[Path],
-             seeds: str | None = None, bound: float = BOUND, unreadable: dict[Path, str] | None = None) -> str:
+             seeds: str | None = None, bound: float = BOUND, unreadable: dict[Path, str] | None = None,
+             confidence: float = CONFIDENCE, earlier: tuple[str, dict[str, str]] | None = None) -> str:
     official = any_official(rows)
     columns = COLUMNS + (OFFICIAL_COLUMNS if official else [])
     lines = [
@@ -256,8 +276,8 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
         f"Source: {source}  ", *([f"Sweep: `{command}`  "] if command else []),
         f"Training time: {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min, summed over the runs  ",
         f"Report: `python -m alexnet_lit.report {shlex.join(shown_argv(sys.argv[1:]))}`", "",
-        *setting_lines(runs), "", *fixed_line(runs, seeds, bound), *overfitting_line(runs),
-        *header_lines(rows, bound),
+        *setting_lines(runs), "", *fixed_line(runs, seeds, bound, confidence), *overfitting_line(runs),
+        *header_lines(rows, bound, confidence),
         "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
         *(table_row(row, official) for row in rows), "",
     ]
@@ -267,13 +287,13 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
     if unreadable:
         lines += ["Unreadable results, left out of the table:", "",
                   *(f"- `{p}`: {why}" for p, why in unreadable.items()), ""]
-    lines += [*per_seed_lines(rows), *figure3_lines(runs), "What the paper says:", ""]
+    lines += [*earlier_lines(rows, earlier), *per_seed_lines(rows), *figure3_lines(runs), "What the paper says:", ""]
     lines += [f"- `{r['ablation']}`: {r['paper']['paper_says']}" for r in rows if r["paper"]]
     return "\n".join(lines) + "\n"
 
 
-def chart(rows: list[dict], path: Path, bound: float = BOUND) -> None:
-    """Our paired Δ top-1 and top-5 (with 95% intervals) against the paper's, per ablation,
+def chart(rows: list[dict], path: Path, bound: float = BOUND, confidence: float = CONFIDENCE) -> None:
+    """Our paired Δ top-1 and top-5 (with their intervals) against the paper's, per ablation,
     with the ±B band of the equivalence verdict."""
     import matplotlib
     matplotlib.use("Agg")
@@ -289,7 +309,7 @@ def chart(rows: list[dict], path: Path, bound: float = BOUND) -> None:
                   [d.high - d.value if d.high is not None else 0 for d in ours]]
         ax.axvspan(-bound, bound, color="tab:green", alpha=0.12, label=f"±B = ±{bound:g} (no effect beyond)")
         ax.barh([y + 0.2 for y in ys], [d.value for d in ours], height=0.4,
-                label="ours, paired over seeds (95% interval)", xerr=errors, color="tab:blue")
+                label=f"ours, paired over seeds ({level(confidence)} interval)", xerr=errors, color="tab:blue")
         ax.barh([y - 0.2 for y in ys], paper, height=0.4, label="paper (ILSVRC-2012)", color="tab:orange")
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_title(f"Δ {METRICS[metric]} error vs none of the same seed (points)")

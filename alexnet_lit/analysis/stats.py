@@ -1,5 +1,5 @@
 """The ablation table's statistics (no I/O): a sample's mean and sd, the difference of two
-arms with a 95% interval, paired over seeds (common random numbers, alexnet_lit.build) or
+arms with a t-interval (95% unless told), paired over seeds (common random numbers, alexnet_lit.build) or
 unpaired (Welch's), the verdict a paired interval gives against the paper's sign, and a
 permutation test of two groups of scores (Figure 3's towers)."""
 import math
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
-CONFIDENCE = 0.95
+CONFIDENCE = 0.95  # the intervals' default level
 TOLERANCE = 1e-9  # points: differences of floats that are equal in decimal come out ~1e-14 apart
 
 
@@ -29,7 +29,7 @@ class Stat:
 
 @dataclass(frozen=True)
 class Delta:
-    """A difference (percentage points) with its CONFIDENCE interval; ``low`` and ``high`` are
+    """A difference (percentage points) with its t-interval; ``low`` and ``high`` are
     None where there is no interval (one value a side, or one pair)."""
     value: float
     low: float | None = None
@@ -50,12 +50,12 @@ class Delta:
         return self.low is not None and self.low >= -bound - TOLERANCE and self.high <= bound + TOLERANCE
 
 
-def t_interval(value: float, se: float, dof: float) -> Delta:
-    half = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * se if se > 0 else 0.0
+def t_interval(value: float, se: float, dof: float, confidence: float = CONFIDENCE) -> Delta:
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, dof) * se if se > 0 else 0.0
     return Delta(value, value - half, value + half)
 
 
-def welch(x: Stat, y: Stat) -> Delta:
+def welch(x: Stat, y: Stat, confidence: float = CONFIDENCE) -> Delta:
     """x's mean minus y's with the Welch t-interval (unequal variances, Welch-Satterthwaite
     degrees of freedom); no interval without two values a side."""
     value = x.mean - y.mean
@@ -65,7 +65,7 @@ def welch(x: Stat, y: Stat) -> Delta:
     if a + b == 0:
         return Delta(value, value, value)
     dof = (a + b) ** 2 / (a ** 2 / (x.n - 1) + b ** 2 / (y.n - 1))
-    return t_interval(value, math.sqrt(a + b), dof)
+    return t_interval(value, math.sqrt(a + b), dof, confidence)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Paired:
         return list(self.differences)
 
 
-def paired(x_by_seed: dict[int, float], y_by_seed: dict[int, float]) -> Paired:
+def paired(x_by_seed: dict[int, float], y_by_seed: dict[int, float], confidence: float = CONFIDENCE) -> Paired:
     """The paired t-interval on the per-seed differences x[s] - y[s] (n - 1 degrees of
     freedom); a seed on one side only is left out and counted."""
     seeds = sorted(x_by_seed.keys() & y_by_seed.keys())
@@ -92,7 +92,7 @@ def paired(x_by_seed: dict[int, float], y_by_seed: dict[int, float]) -> Paired:
         return Paired(None, differences, left_out)
     if d.sd is None:
         return Paired(Delta(d.mean), differences, left_out)
-    return Paired(t_interval(d.mean, d.sd / math.sqrt(d.n), d.n - 1), differences, left_out)
+    return Paired(t_interval(d.mean, d.sd / math.sqrt(d.n), d.n - 1, confidence), differences, left_out)
 
 
 AGREES, DISAGREES, NOT_RESOLVED = "agrees", "disagrees", "not resolved"

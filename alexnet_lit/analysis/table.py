@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet_lit.analysis.runs import METRICS, PAPER_METRICS, Run
-from alexnet_lit.analysis.stats import Delta, Paired, Stat, paired, verdict, welch
+from alexnet_lit.analysis.stats import CONFIDENCE, Delta, Paired, Stat, paired, verdict, welch
 
 
 PAPER_TABLE = Path(__file__).resolve().parent / "paper_table.csv"  # package data
@@ -87,22 +87,23 @@ class Comparison:
         return p.width / w.width
 
 
-def compare(arm: list[Run], base: list[Run], metric: str) -> Comparison:
+def compare(arm: list[Run], base: list[Run], metric: str, confidence: float = CONFIDENCE) -> Comparison:
     """``arm`` against ``base`` on ``metric`` over their completed runs' seeds, a seed where
-    either run collapsed left out (and named)."""
+    either run collapsed left out (and named); intervals at ``confidence``."""
     collapsed = sorted({r.seed for r in arm + base if r.collapsed and r.seed is not None})
     x = by_seed([r for r in arm if r.seed not in collapsed], metric)
     y = by_seed([r for r in base if r.seed not in collapsed], metric)
-    pairs = paired(x, y)
+    pairs = paired(x, y, confidence)
     if not pairs.seeds:
         return Comparison(pairs, None, collapsed)
-    return Comparison(pairs, welch(Stat.of([x[s] for s in pairs.seeds]), Stat.of([y[s] for s in pairs.seeds])),
-                      collapsed)
+    return Comparison(pairs, welch(Stat.of([x[s] for s in pairs.seeds]), Stat.of([y[s] for s in pairs.seeds]),
+                                   confidence), collapsed)
 
 
-def summarise(runs: list[Run], paper: dict[str, dict], bound: float = BOUND) -> list[dict]:
+def summarise(runs: list[Run], paper: dict[str, dict], bound: float = BOUND,
+              confidence: float = CONFIDENCE) -> list[dict]:
     """One row per ablation that has runs: the paper's order first, then any others
-    (combinations)."""
+    (combinations); intervals at ``confidence``."""
     present = {r.ablation for r in runs}
     names = [n for n in paper if n in present] + sorted(present - set(paper))
     done = {name: [r for r in runs if r.ablation == name and r.status == "completed"] for name in names}
@@ -117,7 +118,7 @@ def summarise(runs: list[Run], paper: dict[str, dict], bound: float = BOUND) -> 
                    learning=Counter(r.learning or "unknown" for r in arm), lrn=mean_lrn(arm),
                    judged=judged_metric(paper.get(name), arm + base),
                    comparable=learned[name] and learned.get("none", True),
-                   vs_none={m: compare(arm, base, m) for m in METRICS} if name != "none" else {})
+                   vs_none={m: compare(arm, base, m, confidence) for m in METRICS} if name != "none" else {})
         row["verdict"] = agreement(row, bound)
         rows.append(row)
     return rows

@@ -29,13 +29,25 @@ def test_default_config_is_the_papers_recipe_but_for_the_init(compose_cfg):
 @pytest.mark.parametrize("preset,expected", [
     ("cpu", {"accelerator": "cpu", "devices": 1}),
     ("gpu", {"accelerator": "gpu", "devices": 1}),
-    ("ddp", {"num_nodes": 1}),
+    ("ddp", {"accelerator": "auto", "strategy": "ddp", "devices": 2, "num_nodes": 1}),
 ])
 def test_trainer_presets(compose_cfg, preset, expected):
     trainer = compose_cfg(f"trainer={preset}").trainer
     assert {k: trainer[k] for k in expected} == expected
     assert trainer._target_ == "lightning.pytorch.Trainer"
     assert ("ddp" in str(trainer.get("strategy")).lower()) is (preset == "ddp")
+
+
+def test_the_ddp_preset_builds_a_two_process_ddp_trainer_whose_data_shards_itself(compose_cfg):
+    """Built (not launched) on the CPU: Lightning's DDP strategy over two processes, and
+    Lightning's own distributed sampler off (alexnet_lit.data.sampling shards the images)."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    cfg = compose_cfg("trainer=ddp", "trainer.accelerator=cpu")
+    trainer = instantiate(cfg.trainer)
+    assert isinstance(trainer.strategy, DDPStrategy) and trainer.strategy.root_device.type == "cpu"
+    assert (trainer.num_devices, trainer.num_nodes, trainer.world_size) == (2, 1, 2)
+    assert cfg.trainer.use_distributed_sampler is False
 
 
 def test_cpu_trainer_builds_with_the_run_folder(compose_cfg, tmp_path):

@@ -48,6 +48,8 @@ def test_imagenette_prepare_then_train(compose_cfg, shared_cache, tmp_path, stor
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "completed" and results["steps"] == 2 * (240 // 32)
     assert np.isfinite(metrics["train/loss"]) and 0 <= metrics["val_tencrop/top1_err"] <= 1
+    for key in ("val/top1_err", "val_tencrop/top1_err", "train_eval/top1_err"):  # each of 60 images once
+        assert float(metrics[key]) * 60 == pytest.approx(round(float(metrics[key]) * 60), abs=1e-4), key
 
 
 def cifar_subset(out, per_class: int):
@@ -86,15 +88,16 @@ def test_cifar10_from_jpegs_and_prepared(compose_cfg, tmp_path):
 
 
 def test_cifar10_offline_download_error_says_what_to_do(compose_cfg, tmp_path):
-    cfg = compose_cfg("data=cifar10", f"data.root={tmp_path / 'empty'}", "data.crop_size=28")
+    """data.root holds no CIFAR-10 of any form and nothing may be downloaded (download=false, as
+    offline): one error naming the folder and where to get CIFAR-10; nothing written there."""
+    root = tmp_path / "empty"
+    cfg = compose_cfg("data=cifar10", f"data.root={root}", "data.crop_size=28", "data.download=false")
     datamodule = instantiate(cfg.data)
-    try:
+    with pytest.raises(RuntimeError, match="is neither a prepared folder nor an ImageFolder") as err:
         datamodule.prepare_data()
-    except RuntimeError as err:
-        assert "cs.toronto.edu/~kriz/cifar.html" in str(err) and str(tmp_path / "empty") in str(err)
-    else:  # the internet was reachable: torchvision's CIFAR-10 became a prepared folder
-        datamodule.setup("fit")
-        assert datamodule.classes == CIFAR_CLASSES and len(datamodule.train_set) == 50000
+    assert "cs.toronto.edu/~kriz/cifar.html" in str(err.value) and str(root) in str(err.value)
+    assert "download=False" in str(err.value)
+    assert not root.exists() or not any(root.rglob("*"))
 
 
 @pytest.mark.parametrize("preset, acts", [("table_cpu", True), ("tiny", False)])

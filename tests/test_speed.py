@@ -135,8 +135,19 @@ def test_the_throughput_benchmark_runs_both_loops(tmp_path):
     done = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--steps", "2", "--warmup", "1",
                            "--out", str(out), "experiment=tiny"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    fp32 = json.loads(out.read_text())["results"]["fp32"]
-    assert len(fp32["plain"]["all_step_ms"]) == len(fp32["lightning"]["all_step_ms"]) == 2
+    record = json.loads(out.read_text())
+    fp32 = record["results"]["fp32"]
+    assert fp32["speed"]["precision"] == "32-true" and record["batch_size"] == 32
+    peak = record["matmul_peak_flop_per_s"]["torch.float32"]
+    for loop in ("plain", "lightning"):  # each figure follows from the measured step times
+        times = fp32[loop]["all_step_ms"]
+        assert len(times) == 2 and all(t > 0 for t in times)
+        step_s = fp32[loop]["step_ms"] / 1000
+        assert fp32[loop]["step_ms"] == pytest.approx(statistics.median(times), rel=1e-2)  # times kept rounded
+        assert fp32[loop]["images_per_s"] == pytest.approx(32 / step_s)
+        assert fp32[loop]["flop_per_s"] == pytest.approx(record["flop_per_step"] / step_s)
+        assert fp32[loop]["fraction_of_matmul_peak"] == pytest.approx(fp32[loop]["flop_per_s"] / peak)
+    assert record["flop_per_step"] > 0 and fp32["overhead_ratio"] > 0
 
 
 @pytest.mark.slow

@@ -81,14 +81,16 @@ def test_a_bad_value_is_named_with_what_is_allowed(compose_cfg, override, said):
 
 def test_every_command_checks_its_config_before_writing_a_file(tmp_path, cache_dir, trained_run):
     ckpt = f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}"
-    for name, extra in (("train", ["experiment=tiny"]), ("evaluate", [ckpt]), ("predict", [ckpt, f"files={tmp_path}"]),
-                        ("figures", [ckpt]), ("summary", [])):
-        folder = tmp_path / name
-        done = subprocess.run(command(name, folder, cache_dir, *extra, "data.batch_size=-4", "optim.lr=abc"),
-                              cwd=REPO, capture_output=True, text=True, timeout=300)
-        assert done.returncode != 0
+    started = {name: subprocess.Popen(command(name, tmp_path / name, cache_dir, *extra, "data.batch_size=-4", "optim.lr=abc"),
+                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for name, extra in (("train", ["experiment=tiny"]), ("evaluate", [ckpt]),
+                                   ("predict", [ckpt, f"files={tmp_path}"]), ("figures", [ckpt]), ("summary", []))}
+    for name, proc in started.items():  # all at once: each spends its seconds importing
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode != 0
         assert ("ConfigError: bad config values: data.batch_size=-4: expected an integer >= 1; "
-                "optim.lr='abc': expected a number >= 0") in done.stderr, (name, done.stderr[-2000:])
+                "optim.lr='abc': expected a number >= 0") in stderr, (name, stderr[-2000:])
+        folder = tmp_path / name
         written = [p for p in folder.rglob("*") if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log"]
         assert not written, (name, written)  # Hydra's own records aside
 

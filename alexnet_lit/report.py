@@ -11,7 +11,7 @@ training error: the condition for the regularisers' rows to mean anything), then
 our final errors (mean ± sd over seeds, n completed runs, how many collapsed), the change
 against ``none`` of the same seed with its paired t-interval (95%, or ``--confidence``) (alexnet_lit.analysis.stats; runs of
 one seed share their random numbers), Welch's unpaired interval over the same runs beside it
-with the ratio of their widths, the paper's change (``alexnet_lit/paper_table.csv``, the one
+with the ratio of their widths, the paper's change (``alexnet_lit/analysis/paper_table.csv``, the one
 place its numbers live), a verdict from the paired interval (agrees or disagrees where it
 excludes 0, no effect beyond ±B where it lies inside ±B, else not resolved), the clean gap,
 the error on the data set's own validation images where validation holds more, whether every

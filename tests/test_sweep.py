@@ -85,7 +85,7 @@ def test_the_table_sweep_gives_one_wandb_run_per_job_and_a_report_matching_its_r
     assert rows["no_lrn"][16] == (f"{diff:+.1f} [{expected['welch'].low:+.1f}, {expected['welch'].high:+.1f}] "
                                   f"(paired {widths['paired'] / widths['welch']:.2f}×)")
     assert rows["no_lrn"][17] == "seeds 0-1"
-    assert rows["no_lrn"][6] == "+1.4"  # the paper's, from alexnet_lit/paper_table.csv
+    assert rows["no_lrn"][6] == "+1.4"  # the paper's, from alexnet_lit/analysis/paper_table.csv
     assert Image.open(sweep / "report.png").size[0] > 0
 
 

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bound", type=float, default=BOUND, metavar="B", help="percentage points: a paired "
                         "interval inside ±B reads 'no effect beyond ±B'; fix it before the sweep (default 2)")
     parser.add_argument("--seeds", help="the seeds fixed before the sweep (e.g. 0-9), where it ran as several "
-                             "commands; default: the sweep's multirun.yaml")
+                             "commands; runs of other seeds are left out, counted; default: the sweep's "
+                             "multirun.yaml (every run found)")
     parser.add_argument("--confidence", type=float, default=CONFIDENCE, metavar="C", help="the level of every "
                         "interval (default 0.95); fix it before the sweep")
     parser.add_argument("--earlier-look", type=earlier_look, metavar="SEEDS:C", help="also take every verdict on "
@@ -63,17 +64,23 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"SWEEP_DIR {args.sweep_dir} is not a folder")
     if args.bound < 0:
         parser.error(f"--bound {args.bound:g}: a bound is at least 0 points")
+    if args.seeds:
+        try:
+            seed_set(args.seeds)
+        except ValueError:
+            parser.error(f"--seeds {args.seeds}: expected seeds such as 0-9 or 0,2,4-6")
     if not 0 < args.confidence < 1:
         parser.error(f"--confidence {args.confidence:g}: a level is between 0 and 1, e.g. 0.95")
     try:
         paper = paper_table(args.paper)
         if args.sweep_dir is not None:
             runs, unreadable, missing = sweep_runs(args.sweep_dir)
-            source, command = f"`{shown(args.sweep_dir, 'SWEEP')}` ({len(runs)} runs)", sweep_command(args.sweep_dir)
+            runs, outside = of_seeds(runs, args.seeds)
+            source, command = f"`{shown(args.sweep_dir, 'SWEEP')}` ({len(runs)} runs{outside})", sweep_command(args.sweep_dir)
             seeds = args.seeds or sweep_seeds(args.sweep_dir)
         else:
-            runs, unreadable, missing, seeds = wandb_runs(args.wandb, args.group), {}, [], args.seeds
-            source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs)", None
+            (runs, outside), unreadable, missing, seeds = of_seeds(wandb_runs(args.wandb, args.group), args.seeds), {}, [], args.seeds
+            source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs{outside})", None
         if not runs and not missing:
             sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}")
         rows = summarise(runs, paper, args.bound, args.confidence)
@@ -98,14 +105,31 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("report: left out of the table: " + "; ".join(f"{p}: {why}" for p, why in unreadable.items()))
 
 
+def seed_set(text: str) -> set[int]:
+    """``0-9``, ``0,2,4-6``: the seeds named (ValueError for anything else)."""
+    chosen = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        chosen.update(range(int(first), int(last or first) + 1))
+    return chosen
+
+
+def of_seeds(runs: list, seeds: str | None) -> tuple[list, str]:
+    """The runs of the seeds fixed before the sweep (``--seeds``; all without it), and how
+    the others are named in the report's source line: left out, not added to the design."""
+    if not seeds:
+        return runs, ""
+    chosen = seed_set(seeds)
+    outside = {r.seed for r in runs if r.seed not in chosen}
+    kept = [r for r in runs if r.seed in chosen]
+    return kept, f"; {len(runs) - len(kept)} of seeds {fmt_seeds(outside)} left out: not among --seeds" if outside else ""
+
+
 def earlier_look(text: str) -> tuple[set[int], float]:
     """``SEEDS:C`` (``0-9:0.95``, ``0,2,4-6:0.9``): the seeds and the level of an earlier look."""
     try:
         seeds, confidence = text.rsplit(":", 1)
-        chosen = set()
-        for part in seeds.split(","):
-            first, _, last = part.partition("-")
-            chosen.update(range(int(first), int(last or first) + 1))
+        chosen = seed_set(seeds)
         confidence = float(confidence)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected SEEDS:C, e.g. 0-9:0.95") from None

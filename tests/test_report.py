@@ -291,3 +291,15 @@ def test_a_level_outside_0_to_1_or_an_earlier_look_without_one_is_refused(sweep,
         report.main([str(sweep), *bad])
     assert bad[0] in capsys.readouterr().err
     assert not (sweep / "report.md").exists()
+
+
+def test_runs_of_seeds_outside_those_fixed_are_left_out_and_counted(sweep):
+    """--seeds 0-1 on a sweep that also holds seeds 2 and 3: the table is over seeds 0-1 alone
+    (none: 2 runs), and the source line counts the 6 runs left out."""
+    report.main([str(sweep), "--seeds", "0-1"])
+    text = (sweep / "report.md").read_text()
+    assert "runs; 6 of seeds 2-3 left out: not among --seeds)" in text
+    assert "the seeds, `0-1` (the sweep's), runs found for seeds 0-1;" in text
+    assert report_table(text)["none"][2] == "2"
+    with pytest.raises(SystemExit):
+        report.main([str(sweep), "--seeds", "ten"])

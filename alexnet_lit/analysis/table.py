@@ -12,12 +12,10 @@ from alexnet_lit.analysis.stats import CONFIDENCE, Delta, Paired, Stat, paired, 
 
 
 PAPER_TABLE = Path(__file__).resolve().parent / "paper_table.csv"  # package data
-# three are in every results.json; the clean training error and the official validation
-# error where the run measured them.
-OFFICIAL = ("val_official_top1", "val_official_top5")
 REGULARISERS = ("no_dropout", "no_augment", "no_pca", "no_weight_decay")
 LEARNED = ("learns", "learns after a loss spike", "collapsed", "unknown")  # not at chance
 BOUND = 2.0  # percentage points: the default equivalence bound
+
 
 def paper_table(path: Path = PAPER_TABLE) -> dict[str, dict]:
     """The paper's rows by ablation name. ``paper_top1``/``paper_top5``: the change in

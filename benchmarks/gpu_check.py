@@ -203,7 +203,9 @@ def part_tests(args, data) -> dict:
     env = dict(os.environ)
     if args.imagenette.name == "imagenette2_224.tar":
         env["ALEXNET_LIT_SHARED_DATA"] = str(args.imagenette.resolve().parent)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files],
+    # in one process, without the suite's addopts (its two workers need pytest-xdist, which a
+    # GPU machine may lack, and would share the one device)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files],
                           cwd=REPO, capture_output=True, text=True, env=env)
     lines = done.stdout.splitlines()
     return dict(passed=done.returncode == 0, returncode=done.returncode, files=files,

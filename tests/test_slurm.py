@@ -21,7 +21,7 @@ try:
 except ImportError:
     optuna = None
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster, on one test worker
 
 SLOW_FIRST_ATTEMPT = """
 import os, time

@@ -79,6 +79,7 @@ def test_a_bad_value_is_named_with_what_is_allowed(compose_cfg, override, said):
     assert said in str(error.value)
 
 
+@pytest.mark.slow  # every command started as a process
 def test_every_command_checks_its_config_before_writing_a_file(tmp_path, cache_dir, trained_run):
     ckpt = f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}"
     started = {name: subprocess.Popen(command(name, tmp_path / name, cache_dir, *extra, "data.batch_size=-4", "optim.lr=abc"),

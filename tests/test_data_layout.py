@@ -143,6 +143,7 @@ def _synthesize_and_list(cache: str) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*.jpg"))
 
 
+@pytest.mark.slow  # four processes started at once
 def test_processes_that_synthesize_at_once_share_one_complete_set(tmp_path):
     """The jobs of a sweep start together on one cache: each must get the whole set, and none
     may delete it under another (a SLURM sweep once failed on a file that had vanished)."""

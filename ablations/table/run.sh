@@ -3,7 +3,7 @@
 # workers, kept job by job so that it can span machines (ablations/README.md).
 #
 #   bash ablations/table/run.sh DATA SWEEP [WORKERS] [FIRST-LAST]
-#   python -m alexnet_lit.report ablations/table/runs --seeds 0-9 --bound 2 --out ablations/table
+#   python -m alexnet_lit.report ablations/table/runs --seeds 0-9 --bound 2 --out ablations/table/stage1   (stage 1; stage 2: README.md)
 #
 # DATA: a folder made by
 #   python -m alexnet_lit.prepare IMAGENETTE DATA --image-size 76 --train-per-class 500 --held-out-to-val

@@ -37,6 +37,7 @@ OmegaConf.register_new_resolver("gpus_unless_cpu",
                                 lambda accelerator, devices: None if accelerator == "cpu" else devices)
 OmegaConf.register_new_resolver("add", lambda a, b: a + b)
 OmegaConf.register_new_resolver("job_folder", job_folder)  # conf/hydra: a sweep job's folder
+OmegaConf.register_new_resolver("ablations", lambda: "+".join(ablation_names()))  # experiment/table: its folders
 
 
 def command(config_name: str):

@@ -22,12 +22,55 @@ from alexnet_lit.lrn import LRN, MapNorm
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}  # Section 3.1
 INITS = ("paper", "caffe", "paper_gain", "kaiming", "cuda_convnet")
 POOLS = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}
+POOL = {"kernel": 3, "stride": 2, "ceil_mode": False}  # Section 3.4: z=3, s=2
 # The paper network's fan-in (inputs per output unit) of each learned layer, for paper_gain.
 PAPER_FAN_IN = {"conv1": 3 * 11 * 11, "conv2": 48 * 5 * 5, "conv3": 256 * 3 * 3, "conv4": 192 * 3 * 3,
                 "conv5": 192 * 3 * 3, "fc6": 256 * 6 * 6, "fc7": 4096, "fc8": 4096}
 # Section 5: "We initialized the neuron biases in the second, fourth, and fifth
 # convolutional layers, as well as in the fully-connected hidden layers, with 1."
 BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
+
+
+def pooled(size: int, pool: dict) -> tuple[int, int]:
+    """A pool's output size over ``size`` input rows (as torch computes it, no padding) and how
+    many of those rows its windows read: ``floor`` rounding leaves the last rows unread where
+    the windows do not fit, ``ceil_mode`` adds a window that reads them."""
+    kernel, stride = pool["kernel"], pool["stride"]
+    rounding = math.ceil if pool["ceil_mode"] else math.floor
+    out = rounding((size - kernel) / stride) + 1
+    if pool["ceil_mode"] and (out - 1) * stride >= size:  # a window must start inside the input
+        out -= 1
+    return out, max(0, min(size, (out - 1) * stride + kernel))
+
+
+def map_sizes(features: dict, input_size: int, pool: dict | None = None) -> dict[str, tuple[int, int, int]]:
+    """Each row's (input size, output size, input rows it reads) of a square ``input_size`` input,
+    from the layer table alone; a row that leaves no output is refused, naming it."""
+    pool, sizes, size = {**POOL, **(pool or {})}, OrderedDict(), input_size
+    for name, row in features.items():
+        if row is None:
+            continue
+        if row in POOLS:
+            out, seen = pooled(size, pool)
+        elif row in ("lrn", "rnorm"):
+            out, seen = size, size
+        elif isinstance(row, str):
+            raise ValueError(f"model.features.{name}={row!r}: expected a convolution row or one of "
+                             f"'lrn', 'rnorm', {', '.join(map(repr, POOLS))}")
+        else:
+            out, seen = (size + 2 * row["pad"] - row["kernel"]) // row["stride"] + 1, size
+        if out < 1:
+            raise ValueError(f"model.features.{name}: no output left from a "
+                             f"{input_size}x{input_size} input (model.input_size={input_size})")
+        sizes[name], size = (size, out, seen), out
+    return sizes
+
+
+def pool_coverage(features: dict, input_size: int, pool: dict | None = None) -> dict[str, tuple[int, int]]:
+    """Per pool stage (Section 3.4): (positions its windows read, positions there), rows times
+    columns. 2x2 windows with stride 2 on an odd size leave the last row and column unread."""
+    sizes = map_sizes(features, input_size, pool)
+    return {name: (sizes[name][2] ** 2, sizes[name][0] ** 2) for name in sizes if features[name] in POOLS}
 
 
 class AlexNet(nn.Module):
@@ -47,7 +90,7 @@ class AlexNet(nn.Module):
         if towers not in (1, 2):
             raise ValueError(f"model.towers={towers}: the paper's net has 2 towers, its comparison net 1")
         act = ACTIVATIONS[activation]
-        pool = {"kernel": 3, "stride": 2, "ceil_mode": False, **(pool or {})}
+        pool = {**POOL, **(pool or {})}
         width = width or {}
         unknown = sorted(set(width) - set(features))
         if unknown:
@@ -55,7 +98,9 @@ class AlexNet(nn.Module):
         self.input_size, self.init, self.activation, self.seed = input_size, init, activation, seed
         self.positive_bias = positive_bias
 
-        layers, channels, size = OrderedDict(), 3, input_size
+        sizes = map_sizes(features, input_size, pool)
+        self.coverage = pool_coverage(features, input_size, pool)
+        layers, channels = OrderedDict(), 3
         for name, row in features.items():
             if row is None:
                 continue
@@ -67,11 +112,6 @@ class AlexNet(nn.Module):
                     layers[name] = MapNorm(**rnorm)
             elif row in POOLS:
                 layers[name] = POOLS[row](pool["kernel"], pool["stride"], ceil_mode=pool["ceil_mode"])
-                rounding = math.ceil if pool["ceil_mode"] else math.floor
-                size = rounding((size - pool["kernel"]) / pool["stride"]) + 1
-            elif isinstance(row, str):
-                raise ValueError(f"model.features.{name}={row!r}: expected a convolution row or one of "
-                                 f"'lrn', 'rnorm', {', '.join(map(repr, POOLS))}")
             else:
                 groups = towers if row.get("split", False) else 1
                 out = round(row["out"] * width.get(name, 1))
@@ -79,10 +119,7 @@ class AlexNet(nn.Module):
                                          row["pad"], groups=groups)
                 layers[name.replace("conv", "act")] = act()
                 channels = out
-                size = (size + 2 * row["pad"] - row["kernel"]) // row["stride"] + 1
-            if size < 1:
-                raise ValueError(f"model.features.{name}: no output left from a "
-                                 f"{input_size}x{input_size} input (model.input_size={input_size})")
+        size = sizes[next(reversed(sizes))][1]
         self.features = nn.Sequential(layers)
 
         head, width = OrderedDict(), channels * size * size

@@ -214,8 +214,9 @@ class ResultsWriter(Callback):
     holds more (``val_official_*``), epochs, steps, processes, wall time, whether the run
     learns or collapsed (``learning``), what its LRN layers and ReLUs did at the last
     validation (``lrn``, ``dead_units``; alexnet_lit.inspect.probes), conv1's colour scores per tower
-    (``conv1_colour``, Figure 3), plus ``meta`` (ablation names, seed, init, parameter count,
-    git commit)."""
+    (``conv1_colour``, Figure 3), the epochs at which the logged learning rate dropped
+    (``lr_drops``: each the first epoch trained at the lower rate, with that rate), plus ``meta``
+    (ablation names, seed, init, parameter count, git commit)."""
 
     def __init__(self, path: str | Path, meta: dict):
         self.path, self.meta = Path(path), dict(meta)
@@ -224,6 +225,8 @@ class ResultsWriter(Callback):
         self.start = time.time()  # reset when fitting starts; set here for errors in setup
         self.loss_watch, self.val_images = LossWatch(), 0
         self.metrics: dict[str, float] = {}  # the latest value of each logged metric
+        self.lr_drops: list[dict] = []
+        self.lr: list | None = None  # [epoch, lr] of the latest epoch trained
         self.trainer: L.Trainer | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -237,7 +240,8 @@ class ResultsWriter(Callback):
         if self.trainer is not None:  # a checkpoint holds the metrics as they are at its step
             self._capture(self.trainer)
         return dict(best=self.best, elapsed=self.elapsed_before + time.time() - self.start,
-                    loss_watch=self.loss_watch.state_dict(), metrics=self.metrics, val_images=self.val_images)
+                    loss_watch=self.loss_watch.state_dict(), metrics=self.metrics, val_images=self.val_images,
+                    lr_drops=self.lr_drops, lr=self.lr)
 
     def load_state_dict(self, state: dict) -> None:
         """A resumed run starts with the metrics its checkpoint ended with: one that had
@@ -245,6 +249,7 @@ class ResultsWriter(Callback):
         self.best, self.elapsed_before = state["best"], state["elapsed"]
         self.loss_watch.load_state_dict(state.get("loss_watch", {}))
         self.metrics, self.val_images = state.get("metrics", {}), state.get("val_images", 0)
+        self.lr_drops, self.lr = state.get("lr_drops", []), state.get("lr")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
@@ -252,6 +257,11 @@ class ResultsWriter(Callback):
             total = trainer.estimated_stepping_batches  # inf for a run with no limit
             self.loss_watch.from_step = int(total) // 2 if math.isfinite(total) else 0
         self.loss_watch.update(outputs["loss"], trainer.global_step - 1)  # the step just taken
+        epoch, lr = trainer.current_epoch, pl_module.epoch_lr  # the lr the module logs for this epoch
+        if self.lr is None or self.lr[0] != epoch:
+            if self.lr is not None and lr < self.lr[1]:
+                self.lr_drops.append(dict(epoch=epoch, lr=lr))
+            self.lr = [epoch, lr]
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -301,7 +311,7 @@ class ResultsWriter(Callback):
             learning=learning_verdict(module.net.classifier.fc8.out_features, self.loss_watch.state_dict(),
                                       _metric(m, "val/top1_err"), self.val_images, activity["dead_units"]),
             **activity, conv1_colour=conv1_colour(module.net, module.hparams.model.get("towers", 1)),
-            **errors,
+            **errors, lr_drops=self.lr_drops,
             epochs=trainer.current_epoch, steps=trainer.global_step, processes=trainer.world_size,
             wall_time_s=round(self.elapsed_before + time.time() - self.start, 3)))
 

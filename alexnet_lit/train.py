@@ -5,6 +5,7 @@ a Lightning Trainer and leaves in the run folder: .hydra/ (the resolved config),
 checkpoints/{last,best}.ckpt, csv/metrics.csv and results.json. ``hparams_search=lr`` makes it
 an Optuna search of such runs (docs/searching.md).
 """
+import json
 import logging
 from contextlib import nullcontext
 from pathlib import Path
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit.build import build_run, command
 from alexnet_lit.checkpointing.faults import last_checkpoint_path
+from alexnet_lit import records
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
 from alexnet_lit.results import ResultsWriter, record_failure
 from alexnet_lit.checkpointing.resume import resume_path
@@ -28,7 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit one run described by ``cfg``; returns its final metrics."""
+    """Fit one run described by ``cfg``; returns its final metrics (a job already kept in
+    ``paths.records``: those of its record, trained no further)."""
+    done = records.recorded(cfg)
+    if done is not None:
+        return done
     if cfg.speed.reuse_host_memory:
         reuse_host_memory()
     if cfg.seed is not None:
@@ -57,6 +63,8 @@ def train(cfg: DictConfig) -> dict:
     metrics = {**writer.metrics, **{k: float(v) for k, v in run.trainer.callback_metrics.items()}}
     if run.trainer.is_global_zero:
         log.info(final_line(out, metrics))
+        if json.loads((out / "results.json").read_text())["status"] == "completed":
+            records.keep(cfg, out)
     return metrics
 
 

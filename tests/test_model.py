@@ -133,8 +133,8 @@ def test_every_ablation_builds_the_model_it_claims(build, ablation):
     else:
         assert acts == [nn.ReLU] * (7 - (ablation.startswith("no_conv")))
     assert len(layers(net, LRN)) == {"no_lrn": 0, "no_conv2": 1}.get(ablation, 2)
-    assert {(p.kernel_size, p.stride) for p in pools.values()} == (
-        {(2, 2)} if ablation == "no_overlap" else {(3, 2)})
+    assert {(p.kernel_size, p.stride, p.ceil_mode) for p in pools.values()} == {
+        "no_overlap": {(2, 2, False)}, "no_overlap_covering": {(2, 2, True)}}.get(ablation, {(3, 2, False)})
     assert list(pools) == ["pool1", "pool2", "pool5"]
     assert {d.p for d in drops.values()} == ({0.0} if ablation == "no_dropout" else {0.5})
     if ablation == "one_tower":
@@ -153,6 +153,8 @@ def test_every_ablation_builds_the_model_it_claims(build, ablation):
         del expected_convs["conv5"]
         expected_fc6_in = 384 * 6 * 6
         assert list(net.features.named_children())[-1][0] == "pool5"
+    if ablation == "no_overlap_covering":  # 55 -> 28 -> 14 -> 7: one row and column more a pool
+        expected_fc6_in = 256 * 7 * 7
     assert convs == expected_convs
     assert (fc6.in_features, fc6.out_features, net.classifier.fc7.out_features) == (expected_fc6_in, 4096, 4096)
     assert cfg.data.pca_noise is (ablation != "no_pca")
@@ -206,10 +208,12 @@ def test_ablations_change_only_their_component_of_every_preset(compose_cfg, pres
     changed = {  # the one thing outside the network each of these switches
         "no_pca": ("data", "pca_noise", False), "no_augment": ("data", "augment", False),
         "no_weight_decay": ("optim", "weight_decay", 0.0), "no_dropout": ("model", "dropout", 0.0),
-        "no_overlap": ("model", "pool", {"kernel": 2, "stride": 2, "ceil_mode": False})}
-    for name, (group, key, value) in changed.items():
-        expected = value if name == ablation else base_cfg[group][key]
-        assert cfg[group][key] == expected, (name, group, key)
+        "no_overlap": ("model", "pool", {"kernel": 2, "stride": 2, "ceil_mode": False}),
+        "no_overlap_covering": ("model", "pool", {"kernel": 2, "stride": 2, "ceil_mode": True})}
+    for group, key in {(group, key) for group, key, _ in changed.values()}:
+        own = changed.get(ablation)
+        expected = own[2] if own and own[:2] == (group, key) else base_cfg[group][key]
+        assert cfg[group][key] == expected, (ablation, group, key)
     assert (cfg.model.init, cfg.data.normalize, cfg.optim.lr) == (
         base_cfg.model.init, base_cfg.data.normalize, base_cfg.optim.lr)
     with torch.no_grad():
@@ -228,6 +232,44 @@ def test_ablations_change_only_their_component_of_every_preset(compose_cfg, pres
             torch.testing.assert_close(w, b * (w.norm() / b.norm()), rtol=1e-5, atol=1e-8, msg=key)
         else:
             assert torch.equal(w, b), key
+
+
+def positions_read(net: AlexNet) -> dict[str, tuple[int, int]]:
+    """Per max-pool of ``net`` on an input of its size: (positions of the pool's input that some
+    output depends on, positions there), found by raising each position alone to +inf and
+    seeing whether the pool's output changes, on the real modules."""
+    inputs, size = {}, net.input_size
+    hooks = [m.register_forward_pre_hook(lambda m, args, n=n: inputs.setdefault(n, args[0]))
+             for n, m in layers(net, nn.MaxPool2d).items()]
+    with torch.no_grad():
+        net(torch.randn(1, 3, size, size))
+        for hook in hooks:
+            hook.remove()
+        read = {}
+        for name, x in inputs.items():
+            pool, x = getattr(net.features, name), x[:, :1]
+            plain, (h, w) = pool(x), x.shape[-2:]
+            seen = 0
+            for i in range(h):
+                for j in range(w):
+                    raised = x.clone()
+                    raised[..., i, j] = math.inf
+                    seen += not torch.equal(pool(raised), plain)
+            read[name] = (seen, h * w)
+    return read
+
+
+def test_the_pooling_control_reads_every_position_where_no_overlap_does_not(build):
+    """At the table's 67-pixel crops no_overlap's 2x2/2 pools leave the last row and column
+    of each odd map unread (pool5 reads 4 of conv5's 9 positions); the control's pools read
+    all, and the network reports the same coverage it has (net.coverage, read by the report)."""
+    for ablation, whole in (("none", True), ("no_overlap", False), ("no_overlap_covering", True)):
+        net, _ = build("experiment=table_cpu", f"+ablation={ablation}")
+        read = positions_read(net)
+        assert read == net.coverage, ablation
+        assert all(seen == there for seen, there in read.values()) is whole, (ablation, read)
+    net, _ = build("experiment=table_cpu", "+ablation=no_overlap")
+    assert net.coverage == {"pool1": (196, 225), "pool2": (36, 49), "pool5": (4, 9)}
 
 
 def test_each_layers_initial_weights_depend_on_the_seed_and_its_name_only(compose_cfg):

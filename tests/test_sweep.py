@@ -139,5 +139,40 @@ def test_the_table_presets_sweep_every_ablation_file(preset, seeds):
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(params)
     (jobs,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
     files = {f"+ablation={p.stem}" for p in (Path(CONFIG_DIR) / "ablation").glob("*.yaml")}
-    assert len(files) == 13 and len(jobs) == 13 * seeds  # with no_conv2
+    assert len(files) == 14 and len(jobs) == 14 * seeds  # with no_conv2 and no_overlap_covering
     assert {job[0] for job in jobs} == files
+
+
+def test_a_sweep_kept_in_records_runs_two_at_a_time_and_spans_machines(tmp_path, cache_dir):
+    """``hydra/launcher=parallel`` runs the jobs two at a time; ``paths.records`` keeps each
+    finished job's record, naming no folder of this machine; the same sweep in another sweep
+    folder (another machine's) finds them done and trains nothing; a record of another job
+    under a job's name is refused, naming it."""
+    records = tmp_path / "records"
+    sweep = ("seed=0,1", "+ablation=none,[no_lrn,no_pca]", "hydra/launcher=parallel",
+             "hydra.sweep.subdir=seed${seed}/${ablations:}", f"paths.records={records}")
+    first = multirun(tmp_path, cache_dir, *sweep)
+    assert first.returncode == 0, first.stderr[-3000:]
+    kept = sorted(str(p.parent.relative_to(records)) for p in records.glob("*/*/results.json"))
+    assert kept == ["seed0/no_lrn+no_pca", "seed0/none", "seed1/no_lrn+no_pca", "seed1/none"]
+    for job in kept:
+        for name in ("results.json", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+            text = (records / job / name).read_text()
+            assert str(tmp_path) not in text and str(cache_dir) not in text, (job, name)
+        results = json.loads((records / job / "results.json").read_text())
+        assert results["status"] == "completed" and results["run_dir"] == f"SWEEP/{job}"
+        assert results == {**json.loads((tmp_path / "sweep" / job / "results.json").read_text()),
+                           "run_dir": f"SWEEP/{job}"}
+    # a run on another machine: another sweep folder, the records brought along
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    again = multirun(other, cache_dir, *sweep)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (again.stdout + again.stderr).count("not run again") == 4
+    assert not list((other / "sweep").rglob("*.ckpt")) and not list((other / "sweep").rglob("results.json"))
+    # a record that is another job's
+    overrides = records / "seed1/none/.hydra/overrides.yaml"
+    overrides.write_text(overrides.read_text().replace("seed=1", "seed=7"))
+    refused = multirun(tmp_path / "elsewhere", cache_dir, "seed=1", "+ablation=none", *sweep[2:])
+    assert refused.returncode != 0
+    assert f"{records / 'seed1/none'}: a record of another job" in refused.stdout + refused.stderr

@@ -49,6 +49,10 @@ def test_plateau_divides_lr_by_ten_when_val_error_stops_improving(compose_cfg, t
     rows = read_metrics(tmp_path / "run")
     assert len(set(epoch_values(rows, "val/top1_err"))) == 1
     assert epoch_values(rows, "lr") == pytest.approx([1e-6, 1e-6, 1e-7, 1e-8], rel=1e-5)
+    # results.json names each drop: the first epoch at the lower rate, and that rate
+    drops = json.loads((tmp_path / "run" / "results.json").read_text())["lr_drops"]
+    assert [d["epoch"] for d in drops] == [2, 3]
+    assert [d["lr"] for d in drops] == pytest.approx([1e-7, 1e-8], rel=1e-5)
 
 
 def test_milestones_schedule(compose_cfg, tmp_path):

@@ -17,6 +17,7 @@ from torch import nn
 from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_network, load_module, train_config
 from alexnet_lit.results import CheckpointRun
 from alexnet_lit.trained import RUN_CONFIG, run_folder
+from alexnet_lit.trust import UntrustedFile, run_config
 from alexnet_lit.weights import fit_weights, read_file
 
 ABLATIONS = Path(CONFIG_DIR) / "ablation"
@@ -100,13 +101,13 @@ def load(path: str | Path) -> Trained:
     if "hyper_parameters" not in contents:
         raise ValueError(f"{ckpt}: a state dict, not a checkpoint of a run; "
                          f"alexnet(weights={str(ckpt)!r}, ...) loads it into the network you name")
-    net = load_module(contents).net.eval()
+    net = load_module(contents, ckpt).net.eval()
     run, folder = contents.get(CheckpointRun.KEY), run_folder(str(ckpt))
     if run is not None:
-        config, names = OmegaConf.create(run["config"]), run["class_names"]
+        config, names = OmegaConf.create(run["config"]), run["class_names"]  # checked by read_file
     elif folder is not None:  # as saved: ${hydra:...} keys do not resolve outside the run
-        config = OmegaConf.load(folder / RUN_CONFIG)
-        names = data_class_names(config)
+        config = OmegaConf.create(run_config(folder / RUN_CONFIG))
+        names = data_class_names(config, folder / RUN_CONFIG)
     else:
         config, names = OmegaConf.create({k: contents["hyper_parameters"][k] for k in ("model", "optim")}), None
     if names is None:
@@ -116,11 +117,14 @@ def load(path: str | Path) -> Trained:
     return Trained(net, config, names)
 
 
-def data_class_names(config: DictConfig) -> list[str] | None:
-    """The class names of a run config's data, if its data can still be found."""
+def data_class_names(config: DictConfig, source: Path) -> list[str] | None:
+    """The class names of the data of a run config read from ``source``, if its data can still
+    be found."""
     try:
-        datamodule = build_datamodule(OmegaConf.to_container(config.data, resolve=True))
+        datamodule = build_datamodule(OmegaConf.to_container(config.data, resolve=True), source)
         datamodule.setup("predict")
+    except UntrustedFile:
+        raise
     except (OSError, ValueError):
         return None
     return getattr(datamodule, "class_names", None)

@@ -24,7 +24,9 @@ from alexnet_lit.module import AlexNetModule
 from alexnet_lit.results import CheckpointRun, ResultsWriter, git_commit
 from alexnet_lit.checkpointing.run_folder import job_folder
 from alexnet_lit.tracking import media_callbacks
+from alexnet_lit.trust import DATA_MODULES, NETWORKS, UntrustedFile, checked, rebuild, settings
 from alexnet_lit.weights import load_weights, network_weights
+from alexnet_lit.writing import replace_text
 
 # conf/ beside the package in a checkout, alexnet_lit/conf/ in an installed package
 CONFIG_DIR = next(str(d) for d in (Path(__file__).resolve().parent.parent / "conf",
@@ -42,15 +44,32 @@ OmegaConf.register_new_resolver("ablations", lambda: "+".join(ablation_names()))
 
 def command(config_name: str):
     """A command's entry point: ``main = command("evaluate")(evaluate)`` composes
-    conf/<config_name>.yaml with the command line, checks it (alexnet_lit.checks) and calls
+    conf/<config_name>.yaml with the command line, checks it (alexnet_lit.checks), saves it
+    (:func:`save_config`; train saves its own once it holds its run folder) and calls
     ``evaluate(cfg)``."""
     def entry(task):
         @functools.wraps(task)
         def checked(cfg: DictConfig):
             check_config(cfg)
+            if config_name != "train":
+                save_config(cfg)
             return task(cfg)
         return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(checked)
     return entry
+
+
+def save_config(cfg: DictConfig) -> None:
+    """The command's config as Hydra would save it (``config.yaml`` as composed, ``hydra.yaml``,
+    ``overrides.yaml``) in ``paths.config_dir`` of its run folder, each file written by replacing
+    it (alexnet_lit.writing), never through a link planted there."""
+    if not cfg.paths.get("config_dir"):
+        return
+    hydra_cfg = HydraConfig.get()
+    folder = Path(cfg.paths.output_dir) / cfg.paths.config_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, node in (("config", cfg), ("hydra", OmegaConf.create({"hydra": hydra_cfg})),
+                       ("overrides", hydra_cfg.overrides.task)):
+        replace_text(folder / f"{name}.yaml", OmegaConf.to_yaml(node))
 
 
 def train_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -100,21 +119,29 @@ def build_module(cfg: DictConfig) -> AlexNetModule:
                          channels_last=cfg.speed.channels_last, compile=cfg.speed.compile)
 
 
-def load_module(contents: dict, val_views: list[str] | None = None) -> AlexNetModule:
-    """The module of a checkpoint of ours (its ``torch.load``-ed ``contents``): the network
-    rebuilt from the config saved in it, with its weights; ``val_views`` replaces the saved
-    ones."""
-    saved = dict(contents["hyper_parameters"])
+def load_module(contents: dict, source: str | Path, val_views: list[str] | None = None) -> AlexNetModule:
+    """The module of a checkpoint of ours (its ``torch.load``-ed ``contents``, read from
+    ``source``): the network rebuilt from the config saved in it through the project's own
+    classes (alexnet_lit.trust: nothing the file names is called), with its weights;
+    ``val_views`` replaces the saved ones."""
+    saved = checked(contents["hyper_parameters"], source, "hyper_parameters")
+    unknown = sorted(set(saved) - (settings(AlexNetModule) - {"net"}))
+    if unknown:
+        raise UntrustedFile(f"{source}: hyper_parameters.{unknown[0]} is not a setting of AlexNetModule")
     if val_views is not None:
         saved["val_views"] = list(val_views)
-    module = AlexNetModule(net=instantiate(saved["model"]), **saved)
+    net = rebuild(saved["model"], NETWORKS, source, "hyper_parameters.model")
+    module = AlexNetModule(net=net, **saved)
     module.net.load_state_dict(network_weights(contents))
     return module
 
 
-def build_datamodule(data: DictConfig | dict) -> L.LightningDataModule:
+def build_datamodule(data: DictConfig | dict, source: str | Path | None = None) -> L.LightningDataModule:
     """The data module of a ``data`` config (plain containers inside, so that checkpoints
-    load with ``weights_only``)."""
+    load with ``weights_only``); one read from the file ``source`` is rebuilt through the
+    project's own data modules (alexnet_lit.trust), never instantiated."""
+    if source is not None:
+        return rebuild(data, DATA_MODULES, source, "data")
     return instantiate(data, _convert_="all")
 
 

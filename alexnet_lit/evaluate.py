@@ -53,9 +53,9 @@ def evaluate(cfg: DictConfig) -> dict:
     members = [load_member(str(p), cfg) for p in paths]
     with open_dict(cfg):  # data.crop_size follows the checkpoint's network
         cfg.model = members[0].hparams.model
-    data = data_config(cfg, str(paths[0]))
+    data, source = data_config(cfg, str(paths[0]))
     check_classes(members[0], data, str(paths[0]))
-    datamodule = build_datamodule(data)
+    datamodule = build_datamodule(data, source)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     networks = dict(zip(map(str, paths), members))
     if OmegaConf.is_list(cfg.ckpt):

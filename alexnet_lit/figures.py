@@ -27,6 +27,7 @@ from alexnet_lit.inspect.pictures import colour_specificity, conv1_towers, image
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.tracking import command_tracker
 from alexnet_lit.trained import run_folder, trained_network
+from alexnet_lit.writing import replace_text, save_figure
 
 
 def figure3(module: AlexNetModule, out: Path, dpi: int) -> dict:
@@ -41,7 +42,7 @@ def figure3(module: AlexNetModule, out: Path, dpi: int) -> dict:
         ax.imshow(picture)
         ax.set_title(f"tower {i + 1}: colour specificity {score.mean():.2f}", fontsize=8)
         ax.axis("off")
-    fig.savefig(out / "figure3.png", dpi=dpi, bbox_inches="tight")
+    save_figure(fig, out / "figure3.png", dpi=dpi, bbox_inches="tight")
     first = [i * len(towers[0]) for i in range(len(towers))]
     return {"towers": [dict(kernels=[f, f + len(k) - 1], mean_colour_specificity=float(s.mean()),
                             colour_specificity=[round(x, 4) for x in s.tolist()])
@@ -114,7 +115,7 @@ def figure4(module: AlexNetModule, datamodule, cfg: DictConfig, out: Path) -> di
             ax = fig.add_subplot(grid[row, 3 + col])
             ax.imshow(train[index][0].numpy())
             ax.axis("off")
-    fig.savefig(out / "figure4.png", dpi=cfg.dpi, bbox_inches="tight")
+    save_figure(fig, out / "figure4.png", dpi=cfg.dpi, bbox_inches="tight")
     return {"images": [dict(val_index=i, label=names[label],
                             topk=[[names[c], round(p, 4)] for p, c in zip(top.values[r].tolist(), top.indices[r].tolist())],
                             neighbours=neighbours[r].tolist(), distances=[round(d, 4) for d in distances[r].tolist()])
@@ -139,7 +140,7 @@ def curves(metrics_csv: Path, out: Path, dpi: int) -> None:
     lr.plot(*series("lr"), marker="o")
     lr.set(xlabel="epoch", ylabel="learning rate", yscale="log")
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=dpi)
+    save_figure(fig, out / "curves.png", dpi=dpi)
 
 
 def figures(cfg: DictConfig) -> dict:
@@ -148,7 +149,7 @@ def figures(cfg: DictConfig) -> dict:
     module, datamodule = trained_network(cfg, "validate")
     written = dict(figure3=figure3(module, out, cfg.dpi), figure4=figure4(module, datamodule, cfg, out))
     for name, data in written.items():
-        (out / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+        replace_text(out / f"{name}.json", json.dumps(data, indent=1) + "\n")
     run = run_folder(str(cfg.ckpt))
     if run is not None and (run / "csv" / "metrics.csv").is_file():
         curves(run / "csv" / "metrics.csv", out, cfg.dpi)

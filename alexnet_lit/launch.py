@@ -31,7 +31,7 @@ def train_under_torchrun(trainer: L.Trainer, out: Path) -> dict:
     hydra_cfg = HydraConfig.get()
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                     f"--nproc-per-node={trainer.num_devices}", "-m", "alexnet_lit.train",
-                    *hydra_cfg.overrides.task, f'hydra.run.dir="{out}"', "hydra.output_subdir=null"],
+                    *hydra_cfg.overrides.task, f'hydra.run.dir="{out}"', "paths.config_dir=null"],
                    check=True, cwd=get_original_cwd())
     results = json.loads((out / "results.json").read_text())
     return {"val/top1_err": results["val_top1_err"], "val/top5_err": results["val_top5_err"]}

@@ -50,7 +50,7 @@ def map_sizes(features: dict, input_size: int, pool: dict | None = None) -> dict
     for name, row in features.items():
         if row is None:
             continue
-        if row in POOLS:
+        if isinstance(row, str) and row in POOLS:
             out, seen = pooled(size, pool)
         elif row in ("lrn", "rnorm"):
             out, seen = size, size
@@ -70,7 +70,8 @@ def pool_coverage(features: dict, input_size: int, pool: dict | None = None) -> 
     """Per pool stage (Section 3.4): (positions its windows read, positions there), rows times
     columns. 2x2 windows with stride 2 on an odd size leave the last row and column unread."""
     sizes = map_sizes(features, input_size, pool)
-    return {name: (sizes[name][2] ** 2, sizes[name][0] ** 2) for name in sizes if features[name] in POOLS}
+    return {name: (sizes[name][2] ** 2, sizes[name][0] ** 2) for name in sizes
+            if isinstance(features[name], str) and features[name] in POOLS}
 
 
 class AlexNet(nn.Module):
@@ -110,7 +111,7 @@ class AlexNet(nn.Module):
             elif row == "rnorm":
                 if rnorm is not None:
                     layers[name] = MapNorm(**rnorm)
-            elif row in POOLS:
+            elif isinstance(row, str):  # a pool: map_sizes has refused any other word
                 layers[name] = POOLS[row](pool["kernel"], pool["stride"], ceil_mode=pool["ceil_mode"])
             else:
                 groups = towers if row.get("split", False) else 1

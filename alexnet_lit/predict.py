@@ -20,6 +20,7 @@ from alexnet_lit.build import command
 from alexnet_lit.data.decode import DecodeError, check_policy, prepare_image
 from alexnet_lit.module import crop_logits, view_log_probabilities
 from alexnet_lit.trained import trained_network
+from alexnet_lit.writing import replacing
 
 
 def image_files(pattern: str) -> list[str]:
@@ -72,7 +73,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     if not rows:
         raise DecodeError(f"files={cfg.files}: none of its {len(files)} files decodes as an image")
     out = Path(cfg.paths.output_dir) / "predictions.csv"
-    with open(out, "w", newline="") as f:
+    with replacing(out, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

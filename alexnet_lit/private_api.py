@@ -11,6 +11,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
+from alexnet_lit.writing import replacing
+
 
 def starts_processes_by_command_line(trainer: L.Trainer) -> bool:
     """Whether the strategy's launcher starts the other processes by re-running the command
@@ -38,15 +40,13 @@ def logged_step_back(trainer: L.Trainer):
 
 class AppendingExperimentWriter(ExperimentWriter):
     """Lightning's CSV writer deletes an existing metrics.csv, and rewrites it in place when a
-    new column appears; this one appends to it, and rewrites it through a partial file.
+    new column appears; this one appends to it, and rewrites it by replacing it (alexnet_lit.writing).
     Overrides the private ``_check_log_dir_exists`` and ``_rewrite_with_new_header``; public:
     ``log_metrics``/``save``, which offer neither."""
 
     def _check_log_dir_exists(self) -> None:
         """Take up the header of this run's own file (the run folder's lock keeps other jobs
-        out); drop a partial rewrite left by a killed attempt."""
-        if self._fs.isfile(self._partial):
-            self._fs.rm(self._partial)
+        out)."""
         if self._fs.isfile(self.metrics_file_path):
             with self._fs.open(self.metrics_file_path, "r", newline="") as f:
                 self.metrics_keys = next(csv.reader(f), [])
@@ -57,16 +57,11 @@ class AppendingExperimentWriter(ExperimentWriter):
             text = f.read()
         return list(csv.DictReader(text[:text.rfind("\n") + 1].splitlines()))
 
-    @property
-    def _partial(self) -> str:
-        return f"{self.metrics_file_path}.partial"
-
     def _rewrite(self, rows: list[dict]) -> None:
-        with self._fs.open(self._partial, "w", newline="") as f:
+        with replacing(self.metrics_file_path, newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
             writer.writeheader()
             writer.writerows(rows)
-        self._fs.mv(self._partial, self.metrics_file_path)
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         self._rewrite(self._rows())

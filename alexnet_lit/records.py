@@ -5,7 +5,6 @@ root), ``SWEEP`` (the sweep or run folder's parent), ``RECORDS`` and ``CACHE``; 
 is not run again, on this machine or another. Reports read the records folder as a sweep."""
 import json
 import logging
-import os
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -14,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit.checkpointing.run_folder import job_folder
 from alexnet_lit.results import portable
+from alexnet_lit.writing import replace_text
 
 log = logging.getLogger(__name__)
 KEPT = ("results.json", ".hydra/config.yaml", ".hydra/overrides.yaml")
@@ -68,9 +68,6 @@ def keep(cfg: DictConfig, out: Path) -> None:
         return
     folders = _folders(cfg)
     for name in KEPT:
-        target = folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(portable((out / name).read_text(), folders))
-        os.replace(tmp, target)
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        replace_text(folder / name, portable((out / name).read_text(), folders))
     log.info(f"kept: {folder}")

@@ -30,6 +30,7 @@ from alexnet_lit.analysis.runs import sweep_command, sweep_runs, sweep_seeds, wa
 from alexnet_lit.analysis.stats import CONFIDENCE
 from alexnet_lit.analysis.table import BOUND, PAPER_TABLE, paper_table, summarise
 from alexnet_lit.results import shown
+from alexnet_lit.writing import replace_text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
             (runs, outside), unreadable, missing, seeds = of_seeds(wandb_runs(args.wandb, args.group), args.seeds), {}, [], args.seeds
             source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs{outside})", None
         if not runs and not missing:
-            sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}")
+            why = "".join(f"; {path}: {reason}" for path, reason in unreadable.items())
+            sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}{why}")
         rows = summarise(runs, paper, args.bound, args.confidence)
         earlier = None
         if args.earlier_look:
@@ -95,10 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or args.sweep_dir or Path.cwd()
     out.mkdir(parents=True, exist_ok=True)
     within = (lambda p: p.relative_to(args.sweep_dir)) if args.sweep_dir else (lambda p: p)  # named in the sweep
-    (out / "report.md").write_text(markdown(rows, runs, source, command, [within(p) for p in missing], seeds,
-                                            args.bound, {within(p): why for p, why in unreadable.items()},
-                                            args.confidence, earlier),
-                                   encoding="utf-8")
+    replace_text(out / "report.md", markdown(rows, runs, source, command, [within(p) for p in missing], seeds,
+                                             args.bound, {within(p): why for p, why in unreadable.items()},
+                                             args.confidence, earlier))
     chart(rows, out / "report.png", args.bound, args.confidence)
     print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
     if unreadable:  # a damaged file is an error, after the report of the others

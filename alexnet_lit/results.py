@@ -3,7 +3,6 @@ built from, ``csv/metrics.csv``, kept whole across resumed attempts, and in ever
 the run's config and class names."""
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from alexnet_lit.data.folder import TRAIN_EVAL
 from alexnet_lit.lrn import LRN
 from alexnet_lit.inspect.pictures import colour_specificity
+from alexnet_lit.writing import replace_text
 
 
 def git_commit() -> str | None:
@@ -77,10 +77,8 @@ def portable(value, folders: dict[str, str | Path]):
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write atomically: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write by replacing (alexnet_lit.writing): a reader never sees half a file."""
+    replace_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def record_failure(path: Path, error: BaseException, meta: dict | None = None) -> None:

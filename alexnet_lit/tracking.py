@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet_lit.checkpointing.faults import last_checkpoint_path
 from alexnet_lit.inspect.pictures import conv1_towers, image_grid
 from alexnet_lit.private_api import forget_wandb_run, wandb_init_settings, wandb_run_if_started
+from alexnet_lit.writing import replace_text
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.wandb.ai"
@@ -120,7 +121,7 @@ class WandbTracker(WandbLogger):
             settings["mode"] = "offline"
             run = super().experiment
         id_file.parent.mkdir(parents=True, exist_ok=True)
-        id_file.write_text(run.id)
+        replace_text(id_file, run.id)
         if reason:
             run_dir = Path(run.dir).parent
             log.warning(f"W&B offline ({reason}): run saved in {run_dir}; upload it later with "

@@ -14,7 +14,7 @@ import lightning as L
 from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_lit.build import build_run, command
+from alexnet_lit.build import build_run, command, save_config
 from alexnet_lit.checkpointing.faults import last_checkpoint_path
 from alexnet_lit import records
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
@@ -52,6 +52,8 @@ def train(cfg: DictConfig) -> dict:
             if run.trainer.global_rank == 0:
                 record_failure(out / "results.json", err, run.meta)
             raise
+        if run.trainer.global_rank == 0:
+            save_config(cfg)  # the folder is this job's: its config goes beside its run
         with wandb_runs(run.loggers, run.meta):  # one W&B run per job, failed if the job raised
             for lg in run.loggers:
                 lg.log_hyperparams(dict(OmegaConf.to_container(cfg, resolve=True), **run.meta))

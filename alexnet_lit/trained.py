@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from alexnet_lit.build import build_datamodule, build_module, load_module
 from alexnet_lit.module import AlexNetModule
+from alexnet_lit.trust import run_config
 from alexnet_lit.weights import fit_weights, read_file
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"  # a training run's config, beside its checkpoints/
@@ -44,7 +45,7 @@ def load_member(path: str, cfg: DictConfig) -> AlexNetModule:
     network config inside it, or a plain state dict loaded into ``cfg.model``'s network."""
     contents = read_file(path)
     if "hyper_parameters" in contents:
-        return load_module(contents, val_views=list(cfg.data.val_views))
+        return load_module(contents, path, val_views=list(cfg.data.val_views))
     module = build_module(cfg)
     fit_weights(module.net, contents, path, strict=True)
     return module
@@ -67,16 +68,19 @@ def run_folder(ckpt: str) -> Path | None:
     return folder if (folder / RUN_CONFIG).is_file() else None
 
 
-def data_config(cfg: DictConfig, ckpt: str) -> dict:
-    """The data to evaluate on: the training run's (its .hydra/config.yaml) unless a ``data=``
+def data_config(cfg: DictConfig, ckpt: str) -> tuple[dict, Path | None]:
+    """The data to evaluate on, and the file it was read from (None for the composed config):
+    the training run's (its .hydra/config.yaml, checked: alexnet_lit.trust) unless a ``data=``
     group is chosen or there is no run folder, then the composed ``data``; the command line's
-    ``data.*`` overrides apply on top, and ``data.val_views`` is always the command's, and no training images are scored beside the split."""
+    ``data.*`` overrides apply on top, and ``data.val_views`` is always the command's, and no
+    training images are scored beside the split."""
     overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
-    run = run_folder(ckpt)
+    run, source = run_folder(ckpt), None
     if run is None or any(o.key_or_group == "data" for o in overrides):
         data = cfg.data
     else:
-        data = OmegaConf.load(run / RUN_CONFIG).data
+        source = run / RUN_CONFIG
+        data = OmegaConf.create(run_config(source)).data
         for o in overrides:
             if o.key_or_group.startswith("data."):
                 if o.is_delete():
@@ -85,7 +89,7 @@ def data_config(cfg: DictConfig, ckpt: str) -> dict:
     data = OmegaConf.to_container(data, resolve=True)
     data["val_views"] = list(cfg.data.val_views)
     data["train_eval_images"] = 0  # training's own overfitting measure: evaluate scores its split only
-    return data
+    return data, source
 
 
 def check_classes(module: AlexNetModule, data: dict, ckpt: str) -> None:
@@ -101,9 +105,9 @@ def trained_network(cfg: DictConfig, stage: str) -> tuple[AlexNetModule, L.Light
     """``cfg.ckpt``'s network in evaluation mode and its data (:func:`data_config`), set up
     for ``stage``: what ``predict`` and ``figures`` look at."""
     module = load_member(str(cfg.ckpt), cfg).eval()
-    data = data_config(cfg, str(cfg.ckpt))
+    data, source = data_config(cfg, str(cfg.ckpt))
     check_classes(module, data, str(cfg.ckpt))
-    datamodule = build_datamodule(data)
+    datamodule = build_datamodule(data, source)
     datamodule.prepare_data()
     datamodule.setup(stage)
     return module, datamodule

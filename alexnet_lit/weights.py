@@ -9,6 +9,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from alexnet_lit.results import CheckpointRun
+from alexnet_lit.trust import checked
+
 # torchvision.models.alexnet: features.{0,3,6,8,10} are conv1..conv5, classifier.{1,4,6} fc6..fc8
 TORCHVISION_NAMES = {"features.0": "features.conv1", "features.3": "features.conv2",
                      "features.6": "features.conv3", "features.8": "features.conv4",
@@ -59,11 +62,27 @@ def read_file(path: str | Path, mmap: bool = False) -> dict:
         raise CheckpointError(f"{path}: unreadable checkpoint, {problem}; {START_OVER}")
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True, mmap=(mmap and _zipped(path)) or None)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint or state dict ({err}); {START_OVER}") from err
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError) as err:
+        # torch's message advises weights_only=False, the unsafe step on a file from elsewhere: not repeated
+        found = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), None)
+        if found:
+            raise CheckpointError(f"{path}: refused: it holds Python objects beyond tensors and plain values "
+                                  f"({found}); a checkpoint of this project never needs weights_only=False, "
+                                  "and a file from elsewhere must never be loaded with it") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint or state dict ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); {START_OVER}") from None
     if not isinstance(contents, dict):
         raise CheckpointError(f"{path}: holds a {type(contents).__name__}, expected a state dict")
+    check_configs(contents, path)
     return contents
+
+
+def check_configs(contents: dict, path: Path) -> None:
+    """A checkpoint's configs, its hyper-parameters and its run record, are data: plain values,
+    and no ``_target_`` but this project's (alexnet_lit.trust), whatever reads the file."""
+    for key in ("hyper_parameters", CheckpointRun.KEY):
+        if key in contents:
+            checked(contents[key], path, key)
 
 
 def network_weights(contents: dict) -> dict[str, torch.Tensor]:

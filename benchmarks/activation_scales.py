@@ -18,7 +18,9 @@ from torch import nn
 
 from timing import machine, save
 
-from alexnet_lit.build import build_datamodule, build_module, load_module
+from alexnet_lit.build import build_datamodule, load_module
+from alexnet_lit.trust import NETWORKS, rebuild, run_config
+from alexnet_lit.weights import read_file
 
 SATURATED = 0.9
 
@@ -39,8 +41,8 @@ def scales(net: nn.Module, images: torch.Tensor) -> dict:
     return stats
 
 
-def validation_images(cfg, count: int) -> torch.Tensor:
-    datamodule = build_datamodule({**OmegaConf.to_container(cfg.data, resolve=True), "num_workers": 0})
+def validation_images(cfg, count: int, source: Path) -> torch.Tensor:
+    datamodule = build_datamodule({**OmegaConf.to_container(cfg.data, resolve=True), "num_workers": 0}, source)
     datamodule.setup("validate")
     batches, taken = [], 0
     for images, *_ in datamodule.val_dataloader():  # (images, labels[, streams])
@@ -52,14 +54,15 @@ def validation_images(cfg, count: int) -> torch.Tensor:
 
 
 def measure(run: Path, count: int) -> dict:
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
-    images = validation_images(cfg, count)
+    source, ckpt = run / ".hydra" / "config.yaml", run / "checkpoints" / "last.ckpt"
+    cfg = OmegaConf.create(run_config(source))  # a run folder is data (alexnet_lit.trust)
+    images = validation_images(cfg, count, source)
     torch.manual_seed(0)
-    initial = build_module(cfg).net
-    contents = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    initial = rebuild(OmegaConf.to_container(cfg.model, resolve=True), NETWORKS, source, "model")
+    contents = read_file(ckpt)
     return dict(run=str(run), activation=cfg.model.activation, lr=float(cfg.optim.lr), images=len(images),
                 epochs=contents["epoch"], steps=contents["global_step"], at_init=scales(initial, images),
-                trained=scales(load_module(contents).net, images))
+                trained=scales(load_module(contents, ckpt).net, images))
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -33,7 +33,7 @@ def assert_validates_like_one_process(run_dir, cfg) -> None:
     validation of its last weights on the data of ``cfg``."""
     ddp = json.loads((run_dir / "results.json").read_text())
     assert ddp["processes"] == 2 and 0 < ddp["val_top1_err"] < 1
-    module = load_module(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True))
+    module = load_module(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True), run_dir)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (one,) = trainer.validate(module, datamodule=build_datamodule(cfg.data))
     assert one["val/top1_err"] == ddp["val_top1_err"]

@@ -24,7 +24,7 @@ def test_tencrop_is_the_mean_softmax_of_the_ten_views_cut_by_hand(compose_cfg, t
     cfg = compose_cfg(f"ckpt={best(trained_run)}", *QUIET, command="evaluate")
     report = evaluate(cfg)
     net = load_member(best(trained_run), cfg).net.eval()
-    datamodule = build_datamodule(data_config(cfg, best(trained_run)))
+    datamodule = build_datamodule(*data_config(cfg, best(trained_run)))
     datamodule.prepare_data()
     datamodule.setup("validate")
     mean, scale = datamodule.views.mean, datamodule.views.scale

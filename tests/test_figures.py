@@ -54,7 +54,7 @@ def test_the_figures_of_a_real_run(compose_cfg, trained_run, tmp_path):
     assert all(i["distances"] == sorted(i["distances"]) for i in images)
     assert all(i["topk"][0][1] >= i["topk"][-1][1] for i in images)
     # the distance given is that between the two images' fc7 vectors
-    module, datamodule = load_member(ckpt, cfg).eval(), build_datamodule(data_config(cfg, ckpt))
+    module, datamodule = load_member(ckpt, cfg).eval(), build_datamodule(*data_config(cfg, ckpt))
     datamodule.setup("validate")
     first = images[-1]
     pair = torch.stack([datamodule.val_set[first["val_index"]][0], datamodule.train_set[first["neighbours"][0]][0]])

@@ -78,3 +78,18 @@ def test_records_name_folders_by_placeholder_or_relative_path(tmp_path, monkeypa
         "command": "python -m alexnet_lit.train data.root=DATA/x hydra.run.dir=RUNS/0",
         "overrides": ["data.root=DATA/x"], "wall_s": 1.5}
     assert portable({"run": "runs/0"}, {"RUNS": "runs"}) == {"run": "runs/0"}  # a relative path is kept
+
+
+def test_the_installed_dependencies_are_at_or_above_the_floors():
+    """pyproject.toml's floors exclude releases known to be bad (docs/development.md): what is
+    installed satisfies each requirement, lightning and hydra-core included."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    requirements = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+    floors = {r.name: r for r in requirements}
+    assert "2.6.6" in str(floors["lightning"].specifier) and "1.3.6" in str(floors["hydra-core"].specifier)
+    for requirement in requirements:
+        assert requirement.specifier.contains(version(requirement.name), prereleases=True), (requirement, version(requirement.name))

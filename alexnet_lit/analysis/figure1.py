@@ -19,6 +19,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError
 
 from alexnet_lit.results import shown, write_json
+from alexnet_lit.trust import run_config
+from alexnet_lit.writing import replace_text, save_figure
 
 CURVE = "train_error.json"  # in each run folder: the target, the training-error curve, where it was reached
 
@@ -89,7 +91,7 @@ def read_trials(sweep: Path, target: float | None = None) -> tuple[list[Trial], 
     curves end), and that target."""
     trials, targets = [], set()
     for config_path in sorted(sweep.rglob(".hydra/config.yaml")):
-        job, config = config_path.parent.parent, OmegaConf.load(config_path)
+        job, config = config_path.parent.parent, OmegaConf.create(run_config(config_path))
         try:
             activation, lr = config.model.activation, float(config.optim.lr)
         except ConfigAttributeError as error:
@@ -208,7 +210,7 @@ def plot(trials: list[Trial], target: float, result: dict, path: Path) -> None:
     ax.set_title(textwrap.fill(f"CIFAR-10: {ratio_text(result)}", 70), fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -220,7 +222,7 @@ def report(sweep: Path, out: Path, commands: list[str], target: float | None = N
     result = speedup(trials)
     warnings = grid_edges(trials)
     best = {a: fastest([t for t in trials if t.activation == a]) for a in ("relu", "tanh")}
-    config = OmegaConf.load(trials[0].folder / ".hydra" / "config.yaml")
+    config = OmegaConf.create(run_config(trials[0].folder / ".hydra" / "config.yaml"))
     setting = {key: OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
                for key, value in ((key, OmegaConf.select(config, key)) for key in SETTING)}
     setting["data.root"] = shown(setting["data.root"], "DATA") if setting["data.root"] else None
@@ -247,7 +249,7 @@ def report(sweep: Path, out: Path, commands: list[str], target: float | None = N
              "| activation | lr | status | epochs to target | epochs trained | last train error % | "
              "minutes | run |", "|---|---|---|---|---|---|---|---|",
              *[trial_row(t, best[t.activation]) for t in trials]]
-    (out / "figure1.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    replace_text(out / "figure1.md", "\n".join(lines) + "\n")
     return summary
 
 

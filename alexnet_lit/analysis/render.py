@@ -11,6 +11,7 @@ from alexnet_lit.analysis.runs import METRICS, SETTING, Run
 from alexnet_lit.analysis.stats import CONFIDENCE, Delta, Stat, split_p_value
 from alexnet_lit.analysis.table import BOUND, REGULARISERS, overfit_gaps
 from alexnet_lit.results import AT_CHANCE_LOSS, AT_CHANCE_STEPS, DEAD_LAYER, shown
+from alexnet_lit.writing import save_figure
 
 
 def fmt_stat(stat: Stat | None, digits: int = 1) -> str:
@@ -321,5 +322,5 @@ def chart(rows: list[dict], path: Path, bound: float = BOUND, confidence: float 
     axes[0].invert_yaxis()
     axes[1].legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)

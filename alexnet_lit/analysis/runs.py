@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from alexnet_lit.results import shown_override
+from alexnet_lit.trust import run_config
 
 PAPER_METRICS = ("val_top1", "val_top5", "train_top1")  # the columns paper_table.csv may judge on
 
@@ -72,7 +73,7 @@ def run_from_results(path: Path) -> Run:
     try:
         r = json.loads(path.read_text())
         config = path.parent / ".hydra" / "config.yaml"
-        setting = setting_of(OmegaConf.to_container(OmegaConf.load(config))) if config.is_file() else None
+        setting = setting_of(run_config(config)) if config.is_file() else None
         if setting is not None:
             setting["parameters"] = r.get("params")
         learning = r.get("learning") or {}

@@ -6,7 +6,6 @@ alexnet_lit.checkpointing.preemption's.
 """
 import errno
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from alexnet_lit.checkpointing.resume import save
+from alexnet_lit.writing import replacing
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -29,25 +29,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
         try:
-            with open(partial, "wb") as f:
+            with replacing(path, "wb", durable=True) as f:
                 torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, path)
         except (OSError, RuntimeError) as err:
             if no_space_left(err, path.parent):
                 raise OSError(errno.ENOSPC, f"No space left on device: cannot write {path} "
                                             f"(the previous {path.name} is kept whole)") from None
             raise
-        finally:
-            partial.unlink(missing_ok=True)
-        folder = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
 
 
 def no_space_left(err: BaseException, folder: Path) -> bool:

@@ -7,11 +7,13 @@
 - :func:`check_resume`: a job resumes only a ``last.ckpt`` of its own run, its config equal to
   the job's but for :data:`MAY_CHANGE`, and one that is whole (alexnet_lit.weights).
 """
+import errno
 import fcntl
 import hashlib
 import logging
 import os
 import socket
+import stat
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit.results import CheckpointRun
+from alexnet_lit.trust import MOVED
 from alexnet_lit.weights import CheckpointError, read_file
+from alexnet_lit.writing import links_in
 
 log = logging.getLogger(__name__)
 LOCK = ".lock"
@@ -28,17 +32,7 @@ HELD = "ALEXNET_LIT_RUN_FOLDER_LOCKED"  # the folder a job's launching process h
 MAY_CHANGE = ("ckpt_path", "paths", "logger", "callbacks", "speed", "trainer.max_epochs", "trainer.max_steps",
               "trainer.max_time", "trainer.enable_progress_bar", "trainer.enable_model_summary",
               "trainer.log_every_n_steps", "data.num_workers")
-# Classes that have moved since checkpoints named them in their config (``_target_``): a run saved
-# before the move is still this job's.
-MOVED = {f"alexnet_lit.{old}": f"alexnet_lit.{new}" for old, new in (
-    ("faults.AtomicCheckpointIO", "checkpointing.faults.AtomicCheckpointIO"),
-    ("faults.LastCheckpoint", "checkpointing.faults.LastCheckpoint"),
-    ("faults.NonFiniteLossGuard", "checkpointing.faults.NonFiniteLossGuard"),
-    ("preemption.Preemption", "checkpointing.preemption.Preemption"),
-    ("resume.ExactResume", "checkpointing.resume.ExactResume"),
-    ("resume.StepSeeds", "checkpointing.resume.StepSeeds"),
-    ("results.ResumableCSVLogger", "checkpointing.resume.ResumableCSVLogger"),
-    ("figure1.TrainErrorTarget", "analysis.figure1.TrainErrorTarget"))}
+
 
 
 class RunFolderLocked(RuntimeError):
@@ -55,7 +49,16 @@ def run_folder_lock(folder: Path):
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link planted there, and only a plain file
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise RunFolderLocked(f"{folder / LOCK} is a symbolic link, not this project's lock: "
+                                  "this job stopped without changing anything") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunFolderLocked(f"{folder / LOCK} is not a plain file: this job stopped without changing anything")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -71,6 +74,11 @@ def run_folder_lock(folder: Path):
                       "stops a second job from writing into this folder at the same time")
         yield
         return
+    links = links_in(folder)
+    if links:
+        os.close(fd)
+        raise RunFolderLocked(f"{links[0]} is a symbolic link: the project makes none in a run folder, so this job "
+                              "writes nothing through it and stopped without changing anything")
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)

@@ -15,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
+from alexnet_lit.writing import replace_text
+
 log = logging.getLogger(__name__)
 DONE = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
@@ -25,6 +27,14 @@ def objective(results: dict, classes: int) -> float:
     verdict = results.get("learning", {}).get("verdict", "")
     best = results.get("best_val_top1_err")
     return best if verdict.startswith("learns") and best is not None else 1 - 1 / classes
+
+
+def within(value, distribution) -> bool:
+    """Whether ``value`` is one this search could have drawn from ``distribution``."""
+    if isinstance(distribution, CategoricalDistribution):
+        return any(type(value) is type(choice) and value == choice for choice in distribution.choices)
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and distribution.low <= value <= distribution.high)
 
 
 class OptunaSearch(Sweeper):
@@ -45,10 +55,11 @@ class OptunaSearch(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial's line is ours, with its folder
         fixed, space = self.search_space(arguments)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        replace_text(self.sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
         study = self.open_study(fixed)
         running = study.get_trials(deepcopy=False, states=[TrialState.RUNNING])
         for trial in running:
+            self.check_trial(trial, space)
             resumed = (self.sweep_dir / str(trial.number) / "checkpoints" / "last.ckpt").is_file()
             log.info(f"trial {trial.number} was left running by an interrupted search: running it again in its "
                      f"folder, {'from its checkpoints/last.ckpt' if resumed else 'from the start (no last.ckpt)'}")
@@ -76,6 +87,20 @@ class OptunaSearch(Sweeper):
             else:  # choice(...), a,b,c, range(...)
                 space[key] = CategoricalDistribution(list(override.sweep_string_iterator()))
         return list(fixed.values()), space
+
+    def check_trial(self, trial: optuna.trial.FrozenTrial, space: dict) -> None:
+        """A stored trial is data: run again only where each of its params is one of this
+        search's keys with a value inside that key's distribution, and none is missing."""
+        where = f"{self.sweep_dir / 'optuna.db'}: trial {trial.number}"
+        for key, value in trial.params.items():
+            if key not in space:
+                raise ValueError(f"{where} has the param {key!r}, not one of this search's "
+                                 f"({', '.join(sorted(space))}): refused, nothing run")
+            if not within(value, space[key]):
+                raise ValueError(f"{where} has {key}={value!r}, outside this search's {space[key]}: refused, nothing run")
+        missing = sorted(set(space) - set(trial.params))
+        if missing:
+            raise ValueError(f"{where} has no value for {missing[0]!r}: refused, nothing run")
 
     def open_study(self, fixed: list[str]) -> optuna.Study:
         """The sweep folder's study, created or resumed; one of other fixed overrides (another
@@ -136,7 +161,7 @@ class OptunaSearch(Sweeper):
         summary = dict(trial=best.number, best_val_top1_err=best.value, params=best.params,
                        folder=str(self.sweep_dir / str(best.number)), trials=len(completed),
                        overrides=[*train, *(f"{k}={v}" for k, v in best.params.items())])
-        OmegaConf.save(OmegaConf.create(summary), self.sweep_dir / "best.yaml")
+        replace_text(self.sweep_dir / "best.yaml", OmegaConf.to_yaml(OmegaConf.create(summary)))
         log.info(f"best of {len(completed)} trials: trial {best.number}, {best.value:.4f} with "
                  + ", ".join(f"{k}={v}" for k, v in best.params.items()) + f"; written to {self.sweep_dir / 'best.yaml'}")
         return summary

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from alexnet_lit.build import command
-from alexnet_lit.data.decode import DecodeError, check_policy, prepare_image
+from alexnet_lit.data.decode import DecodeError, check_policy, only_files, prepare_image
 from alexnet_lit.module import crop_logits, view_log_probabilities
 from alexnet_lit.trained import trained_network
 from alexnet_lit.writing import replacing
@@ -27,9 +27,12 @@ def image_files(pattern: str) -> list[str]:
     """The image files of a file, a folder (recursively) or a glob, sorted."""
     path = Path(pattern).expanduser()
     if path.is_dir():
-        files = [str(p) for p in sorted(path.rglob("*")) if p.name.lower().endswith(IMG_EXTENSIONS)]
+        found = [str(p) for p in sorted(path.rglob("*")) if p.name.lower().endswith(IMG_EXTENSIONS)]
     else:
-        files = sorted(glob.glob(str(path), recursive=True))
+        found = sorted(glob.glob(str(path), recursive=True))
+    files, others = only_files(found)
+    for other in others:
+        print(f"skipped {other}: not a file")
     if not files:
         raise FileNotFoundError(f"files={pattern}: no image files there")
     return files

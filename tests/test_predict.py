@@ -1,6 +1,7 @@
 """python -m alexnet_lit.predict, and the class names it shows: words from a synset-words file
 (kept by prepare), folder names otherwise."""
 import csv
+import os
 import shutil
 import subprocess
 
@@ -117,3 +118,16 @@ def test_a_checkpoint_and_data_of_other_class_counts_are_refused(compose_cfg, tr
     with pytest.raises(ValueError, match=f"{ckpt} has 4 classes, the data .* has data.num_classes=10"):
         run(cfg)
     assert not list((tmp_path / "run").glob("*.*"))  # refused before writing anything
+
+
+@pytest.mark.slow
+def test_predict_skips_and_names_entries_that_are_not_files(compose_cfg, trained_run, cache_dir, tmp_path):
+    """A FIFO named like an image would block the reader forever: predict never opens it."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(next((trained_data(cache_dir) / "train").rglob("*.jpg")), photos / "a.jpg")
+    os.mkfifo(photos / "x.jpg")
+    (photos / "y.jpg").mkdir()
+    rows = predict(compose_cfg(f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", f"files={photos}",
+                               "topk=1", command="predict"))
+    assert [r["file"] for r in rows] == [str(photos / "a.jpg")]

@@ -2,6 +2,8 @@
 colour PCA, resuming without redoing finished work, the skip policy's report, and the compact
 JPEG storage."""
 import json
+import os
+import socket
 import shutil
 import subprocess
 import sys
@@ -306,3 +308,20 @@ def test_no_worker_outlives_a_prepare_killed_with_sigkill(tmp_path):
     chunks = sorted((out / "train" / "chunks").glob("*.npz"))
     time.sleep(1)
     assert sorted((out / "train" / "chunks").glob("*.npz")) == chunks  # nobody writes on
+
+
+def test_entries_named_like_images_that_are_not_files_are_skipped_and_named(tmp_path):
+    """A FIFO would block its reader forever, a folder or a socket cannot be read: prepare
+    never opens them, names each, and prepares the files."""
+    source, out = odd_folder(tmp_path / "src"), tmp_path / "out"
+    os.mkfifo(source / "train" / "a_class" / "fifo.jpg")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(source / "val" / "a_class" / "socket.jpg"))
+    try:
+        with pytest.warns(UserWarning) as caught:
+            meta = prepare(source, out, image_size=SIZE, workers=1, chunk_size=3, progress=False)
+    finally:
+        listener.close()
+    said = " ".join(str(w.message) for w in caught)
+    assert "fifo.jpg (a FIFO)" in said and "socket.jpg (a socket)" in said
+    assert meta["splits"]["train"]["images"] == 12 and meta["splits"]["val"]["images"] == 4

@@ -105,3 +105,27 @@ def test_a_killed_search_is_finished_by_the_same_command_without_repeating_a_tri
     assert (resumed["status"], resumed["epochs"]) == ("completed", 3)
     assert found[1].value == score(sweep / "1")
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2"]
+
+
+def test_the_same_search_started_twice_shares_the_work(tmp_path, cache_dir):
+    """Two commands of one search a second apart: the second leaves the first's running trial to
+    it (its folder's lock is held), neither fails a trial or crashes, and every score is kept."""
+    sweep = tmp_path / "sweep"
+    command = search_command(sweep, cache_dir, "trainer.max_epochs=6", n_trials=2)  # trial 0 outlasts the second's start
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while not (sweep / "0" / ".lock").is_file():  # trial 0 has started
+                assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+                time.sleep(0.02)
+            second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+        finally:
+            first.wait(timeout=600)
+    assert first.returncode == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    found = trials(sweep)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in found), [(t.number, t.state) for t in found]
+    assert len(found) >= 3
+    for trial in found:
+        assert trial.value == score(sweep / str(trial.number))
+    assert "trial 0 is running in another job" in second.stdout

@@ -89,6 +89,22 @@ def run_folder_lock(folder: Path):
         os.close(fd)  # releases the lock
 
 
+def holder(folder: Path) -> str | None:
+    """Who holds ``folder``'s lock (as the lock file names it), or None where no live job does
+    (no lock file, or one no process holds: the kernel released it when its holder died)."""
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # absent, or a link the job that meets it will refuse
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "a job that has not yet named itself"
+    finally:
+        os.close(fd)  # releases the shared lock, if taken
+
+
 def _moved(value):
     """``value`` with every class path of :data:`MOVED` replaced by its present one."""
     if isinstance(value, dict):

@@ -17,6 +17,7 @@ policy it is left out instead and its name written to a report (never a silent d
 import ctypes
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -35,6 +36,24 @@ SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 class DecodeError(OSError):
     """An image file that cannot be decoded; the message names the file."""
+
+
+def not_a_file(path) -> str | None:
+    """What ``path`` is where it is not a file to read an image from (a FIFO would block the
+    reader forever): ``a FIFO``, ``a socket``, ``a device``, ``a folder``; None for a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    kinds = ((stat.S_ISREG, None), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    return next((kind for test, kind in kinds if test(mode)), "not a file")
+
+
+def only_files(paths: list[str]) -> tuple[list[str], list[str]]:
+    """``paths`` split into the files and, named with what each is, the rest (never opened)."""
+    kinds = {p: not_a_file(p) for p in paths}
+    return [p for p in paths if kinds[p] is None], [f"{p} ({kinds[p]})" for p in paths if kinds[p] is not None]
 
 
 def check_policy(on_error: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
+from alexnet_lit.data.decode import only_files
 from alexnet_lit.data.ilsvrc import FLAT_VAL, WNID, find_ground_truth, flat_val_samples
 
 Samples = list[tuple[str, int]]
@@ -32,8 +33,13 @@ def class_names(folder: Path, synsets: bool = False) -> list[str]:
 def folder_samples(folder: Path, classes: list[str], present: list[str] | None = None) -> Samples:
     """(file, class index in ``classes``) for every image in the class folders ``present``
     (all of ``classes`` by default)."""
-    samples = make_dataset(str(folder), {name: classes.index(name) for name in present or classes},
-                           extensions=IMG_EXTENSIONS, allow_empty=True)
+    found = make_dataset(str(folder), {name: classes.index(name) for name in present or classes},
+                         extensions=IMG_EXTENSIONS, allow_empty=True)
+    files, others = only_files([path for path, _ in found])
+    if others:
+        warnings.warn(f"{folder}: skipped, named like images but not files: {', '.join(others)}")
+    kept = set(files)
+    samples = [sample for sample in found if sample[0] in kept]
     empty = sorted(set(present or classes) - {classes[label] for _, label in samples})
     if empty:
         raise FileNotFoundError(f"{folder / empty[0]}: a class folder without image files "

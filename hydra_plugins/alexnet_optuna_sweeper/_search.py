@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
+from alexnet_lit.checkpointing.run_folder import RunFolderLocked, holder
 from alexnet_lit.writing import replace_text
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,15 @@ class OptunaSearch(Sweeper):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         replace_text(self.sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
         study = self.open_study(fixed)
-        running = study.get_trials(deepcopy=False, states=[TrialState.RUNNING])
-        for trial in running:
+        running = []
+        for trial in study.get_trials(deepcopy=False, states=[TrialState.RUNNING]):
             self.check_trial(trial, space)
+            owner = holder(self.sweep_dir / str(trial.number))
+            if owner:  # another command of this search runs it now: its own to finish and tell
+                log.info(f"trial {trial.number} is running in another job ({owner}): left to it")
+            else:
+                running.append(trial)
+        for trial in running:
             resumed = (self.sweep_dir / str(trial.number) / "checkpoints" / "last.ckpt").is_file()
             log.info(f"trial {trial.number} was left running by an interrupted search: running it again in its "
                      f"folder, {'from its checkpoints/last.ckpt' if resumed else 'from the start (no last.ckpt)'}")
@@ -139,16 +146,29 @@ class OptunaSearch(Sweeper):
     def tell(self, study: optuna.Study, number: int, params: dict, job: JobReturn) -> None:
         try:
             job.return_value  # raises the job's error
+        except RunFolderLocked as err:  # another command of this search holds the trial's folder
+            log.info(f"trial {number}: {err}; left to that job")
+            return
         except Exception as err:  # noqa: BLE001 (any error of a trial's run fails that trial only)
             log.warning(f"trial {number} failed ({type(err).__name__}: {err}): marked failed")
-            study.tell(number, state=TrialState.FAIL)
+            self.told(study, number, state=TrialState.FAIL)
             return
         folder = Path(job.hydra_cfg.hydra.runtime.output_dir)
         results = json.loads((folder / "results.json").read_text())
         value = objective(results, job.cfg.data.num_classes)
-        study.tell(number, value)
+        if not self.told(study, number, value):
+            return
         log.info(f"trial {number} ({', '.join(f'{k}={v}' for k, v in params.items())}): {value:.4f} "
                  f"({results.get('learning', {}).get('verdict', 'no verdict')}) in {folder}")
+
+    @staticmethod
+    def told(study: optuna.Study, number: int, value: float | None = None, state: TrialState | None = None) -> bool:
+        """Tell Optuna a trial's end, unless another command of the search has told it already."""
+        if next(t for t in study.get_trials(deepcopy=False) if t.number == number).state.is_finished():
+            log.info(f"trial {number} was told by another command of this search: kept as it told it")
+            return False
+        study.tell(number, value, state=state)
+        return True
 
     def report(self, study: optuna.Study, fixed: list[str]) -> dict:
         """The best trial, printed and written to best.yaml in the sweep folder with the

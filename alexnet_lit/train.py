@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit.build import build_run, command
 from alexnet_lit.checkpointing.faults import last_checkpoint_path
+from alexnet_lit.console import errors
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
 from alexnet_lit.results import ResultsWriter, record_failure
 from alexnet_lit.checkpointing.resume import resume_path
@@ -62,9 +63,7 @@ def train(cfg: DictConfig) -> dict:
 
 def final_line(out: Path, metrics: dict) -> str:
     """Where the run's folder is and its final validation errors."""
-    errors = ", ".join(f"top-{k[len('val/top'):-len('_err')]} error {v:.4f}"
-                       for k, v in metrics.items() if k.startswith("val/top") and k.endswith("_err"))
-    return f"run folder {out}: final validation {errors or 'not run'}"
+    return f"run folder {out}: final validation {errors(metrics, 'val/') or 'not run'}"
 
 
 @command("train")

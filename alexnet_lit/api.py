@@ -16,6 +16,7 @@ from torch import nn
 
 from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_network, load_module, train_config
 from alexnet_lit.results import CheckpointRun
+from alexnet_lit.checks import check_ablation_name, checkpoint_file
 from alexnet_lit.trained import RUN_CONFIG, run_folder
 from alexnet_lit.weights import fit_weights, read_file
 
@@ -69,11 +70,8 @@ def _network(preset: list[str], ablations: Sequence[str], num_classes: int, seed
 def check_ablation(name: str) -> None:
     """An error for an ablation that is not in conf/ablation/, or that sets no ``model``
     key: it changes how the network is trained, not the network."""
-    path = ABLATIONS / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in ABLATIONS.glob("*.yaml"))
-        raise ValueError(f"unknown ablation {name!r}: expected one of {', '.join(known)}")
-    changes = OmegaConf.load(path)
+    check_ablation_name(name)
+    changes = OmegaConf.load(ABLATIONS / f"{name}.yaml")
     if changes and "model" not in changes:
         raise ValueError(f"ablation {name!r} changes training, not the network (conf/ablation/{name}.yaml "
                          f"sets {', '.join(changes)}, not model): train it with "
@@ -94,8 +92,7 @@ def load(path: str | Path) -> Trained:
     config and class names are those stored in the checkpoint; for a checkpoint from before
     they were, the run folder's ``.hydra/config.yaml`` and the class folders of its data where
     they are found, else the network's config alone and the class indices."""
-    path = Path(path).expanduser()
-    ckpt = path / "checkpoints" / "best.ckpt" if path.is_dir() else path
+    ckpt = checkpoint_file(path)
     contents = read_file(ckpt)
     if "hyper_parameters" not in contents:
         raise ValueError(f"{ckpt}: a state dict, not a checkpoint of a run; "

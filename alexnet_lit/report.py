@@ -29,12 +29,12 @@ from alexnet_lit.analysis.render import chart, fmt_seeds, level, markdown
 from alexnet_lit.analysis.runs import sweep_command, sweep_runs, sweep_seeds, wandb_runs
 from alexnet_lit.analysis.stats import CONFIDENCE
 from alexnet_lit.analysis.table import BOUND, PAPER_TABLE, paper_table, summarise
+from alexnet_lit.checks import OneLineParser
 from alexnet_lit.results import shown
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.report",
-                                     description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m alexnet_lit.report") -> None:
+    parser = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="a multirun folder (its jobs' results.json)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     parser.add_argument("--group", help="the W&B group of the sweep (with --wandb)")
@@ -159,7 +159,7 @@ def figure1_report(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def figure1_main(argv: list[str] | None = None) -> None:
     """``alexnet-figure1 SWEEP [--out DIR]``: the same as ``alexnet-report --figure1 SWEEP``."""
-    main(["--figure1", *(sys.argv[1:] if argv is None else argv)])
+    main(["--figure1", *(sys.argv[1:] if argv is None else argv)], prog="alexnet-figure1 (alexnet-report --figure1)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from alexnet_lit.build import build_datamodule, build_module, load_module
+from alexnet_lit.checks import checkpoint_file
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.weights import fit_weights, read_file
 
@@ -40,9 +41,10 @@ class Ensemble(nn.Module):
 
 
 def load_member(path: str, cfg: DictConfig) -> AlexNetModule:
-    """A network to evaluate on ``cfg.data.val_views``: one of our checkpoints, built from the
-    network config inside it, or a plain state dict loaded into ``cfg.model``'s network."""
-    contents = read_file(path)
+    """A network to evaluate on ``cfg.data.val_views``: one of our checkpoints (or its run
+    folder), built from the network config inside it, or a plain state dict loaded into
+    ``cfg.model``'s network."""
+    contents = read_file(checkpoint_file(path))
     if "hyper_parameters" in contents:
         return load_module(contents, val_views=list(cfg.data.val_views))
     module = build_module(cfg)
@@ -62,8 +64,9 @@ def ensemble_of(members: list[AlexNetModule]) -> AlexNetModule:
 
 
 def run_folder(ckpt: str) -> Path | None:
-    """The training run folder of a checkpoint in its checkpoints/ folder, if it is one."""
-    folder = Path(ckpt).expanduser().resolve().parent.parent
+    """The training run folder of a checkpoint in its checkpoints/ folder (or the folder
+    itself), if it is one."""
+    folder = checkpoint_file(ckpt).resolve().parent.parent
     return folder if (folder / RUN_CONFIG).is_file() else None
 
 

@@ -42,15 +42,15 @@ OmegaConf.register_new_resolver("add", lambda a, b: a + b)
 OmegaConf.register_new_resolver("job_folder", job_folder)  # conf/hydra: a sweep job's folder
 
 
-def command(config_name: str):
-    """A command's entry point: ``main = command("evaluate")(evaluate)`` composes
+def hydra_command(config_name: str):
+    """A command's entry point: ``main = hydra_command("evaluate")(evaluate)`` composes
     conf/<config_name>.yaml with the command line, checks it (alexnet_lit.checks) and calls
     ``evaluate(cfg)``. The command line's ablations are checked before Hydra composes; in a
     single run, a mistake of the user's (:data:`USER_ERRORS`) ends the command with one line (:func:`alexnet_lit.checks.stop`)."""
     def entry(task):
         @functools.wraps(task)
         def checked(cfg: DictConfig):
-            check_config(cfg)
+            check_config(cfg, config_name)
             try:
                 return task(cfg)
             except (*USER_ERRORS, InstantiationException) as error:
@@ -151,7 +151,7 @@ def ablation_names() -> list[str]:
 
 
 @dataclass
-class Run:
+class RunParts:
     """Everything one training run is made of; ``meta`` goes into results.json and W&B."""
     module: AlexNetModule
     datamodule: L.LightningDataModule
@@ -160,7 +160,7 @@ class Run:
     meta: dict
 
 
-def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> Run:
+def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> RunParts:
     """The run of ``cfg``: its module, data module, loggers and Trainer with conf/callbacks,
     the results file and the run's config and class names in its checkpoints
     (alexnet_lit.results) and, with ``logger=wandb``, the W&B media.
@@ -179,5 +179,5 @@ def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> Run:
     trainer: L.Trainer = instantiate(cfg.trainer, **{"callbacks": [*callbacks, *lines], "logger": loggers or False,
                                                       "enable_progress_bar": bar, **trainer_settings})
     local_batch_size(cfg.data.batch_size, trainer.world_size)  # fail before any process starts
-    return Run(module, datamodule, trainer, loggers, meta)
+    return RunParts(module, datamodule, trainer, loggers, meta)
 

@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -21,6 +22,7 @@ CONFIG_DIR = next(str(d) for d in (Path(__file__).resolve().parent.parent / "con
                                    Path(__file__).resolve().parent / "conf")
                   if (d / "train.yaml").is_file())  # conf/ in a checkout, alexnet_lit/conf/ installed
 FOLDER_DATA = "alexnet_lit.data.folder.FolderDataModule"  # data=folder, data=imagenet
+NO_DATA = ("summary",)  # commands that read no data: data=imagenet only sets the class count
 
 
 class ConfigError(ValueError):
@@ -58,8 +60,9 @@ def check_ablation_overrides(overrides: Sequence[str]) -> None:
     """Every ablation a command line names (``+ablation=a``, ``+ablation=[a,b]``, a sweep
     ``+ablation=a,b``), checked before Hydra looks for its file, whose error would name the
     config search path, not the ablations there are; ``glob(...)`` picks among those there are."""
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
-        if override.key_or_group != "ablation" or override.is_delete():
+    overrides = [o for o in overrides if "=" in o and not o.startswith("-")]  # not Hydra's flags (-m, --cfg)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.key_or_group != "ablation" or override.is_delete() or override.value_type == ValueType.GLOB_CHOICE_SWEEP:
             continue
         values = list(override.sweep_iterator()) if override.is_discrete_sweep() else [override.value()]
         for value in values:
@@ -150,10 +153,11 @@ def check_checkpoints(cfg: DictConfig) -> None:
             raise ConfigError(f"ckpt={path}: no checkpoint file there, nor a run folder with checkpoints/best.ckpt")
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig, command: str = "train") -> None:
     """Raise :class:`ConfigError` naming every key of :data:`RANGES` present in ``cfg`` whose
     value is of the wrong type or out of range, and a crop larger than the image; then check
-    the data's folder (:func:`check_data`) and the checkpoints named (:func:`check_checkpoints`)."""
+    the data's folder (:func:`check_data`, unless ``command`` reads no data) and the checkpoints
+    named (:func:`check_checkpoints`)."""
     problems, values = [], {}
     for key, allowed in RANGES.items():
         try:
@@ -172,7 +176,8 @@ def check_config(cfg: DictConfig) -> None:
                         "the crops are cut from the image")
     if problems:
         raise ConfigError("bad config value" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems))
-    check_data(cfg)
+    if command not in NO_DATA:
+        check_data(cfg)
     check_checkpoints(cfg)
 
 
@@ -180,11 +185,11 @@ class CheckBeforeRun(Callback):
     """conf/hydra/default.yaml: a single run's config checked (:func:`check_config`) before
     Hydra makes its run folder, so that a mistake leaves no folder behind; a filled-in
     ``data.num_classes`` goes into the run's saved config. A sweep's jobs are checked as they
-    start (alexnet_lit.build.command)."""
+    start (alexnet_lit.build.hydra_command)."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         HydraConfig.instance().set_config(config)  # ${hydra:...} keys resolve, as in the job
         try:
-            check_config(config)
+            check_config(config, config.hydra.job.config_name)
         except ConfigError as error:  # Hydra would only warn of an error raised here
             stop(error)

@@ -44,6 +44,7 @@ class EpochLines(Callback):
 
     def __init__(self):
         self.ended: tuple[int, float] | None = None  # the epoch not yet said, and its seconds
+        self.began = time.monotonic()  # a resumed epoch does not start again
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.say_epoch(trainer)

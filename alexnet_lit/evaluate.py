@@ -16,7 +16,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexnet_lit.build import build_datamodule, command
+from alexnet_lit.build import build_datamodule, hydra_command
 from alexnet_lit.console import progress
 from alexnet_lit.module import view_prefix
 from alexnet_lit.results import write_json
@@ -80,7 +80,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
-@command("evaluate")
+@hydra_command("evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

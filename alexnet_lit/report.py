@@ -26,7 +26,7 @@ from pathlib import Path
 
 from alexnet_lit.analysis import figure1
 from alexnet_lit.analysis.render import chart, fmt_seeds, level, markdown
-from alexnet_lit.analysis.runs import sweep_command, sweep_runs, sweep_seeds, wandb_runs
+from alexnet_lit.analysis.runs import sweep_command, sweep_runs, sweep_seeds, wandb_sweep_runs
 from alexnet_lit.analysis.stats import CONFIDENCE
 from alexnet_lit.analysis.table import BOUND, PAPER_TABLE, paper_table, summarise
 from alexnet_lit.checks import OneLineParser
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m alexnet_lit.repor
             source, command = f"`{shown(args.sweep_dir, 'SWEEP')}` ({len(runs)} runs{outside})", sweep_command(args.sweep_dir)
             seeds = args.seeds or sweep_seeds(args.sweep_dir)
         else:
-            (runs, outside), unreadable, missing, seeds = of_seeds(wandb_runs(args.wandb, args.group), args.seeds), {}, [], args.seeds
+            (runs, outside), unreadable, missing, seeds = of_seeds(wandb_sweep_runs(args.wandb, args.group), args.seeds), {}, [], args.seeds
             source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs{outside})", None
         if not runs and not missing:
             sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}")

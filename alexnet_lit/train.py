@@ -13,7 +13,7 @@ import lightning as L
 from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_lit.build import build_run, command
+from alexnet_lit.build import build_run, hydra_command
 from alexnet_lit.checkpointing.faults import last_checkpoint_path
 from alexnet_lit.console import errors
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
@@ -66,7 +66,7 @@ def final_line(out: Path, metrics: dict) -> str:
     return f"run folder {out}: final validation {errors(metrics, 'val/') or 'not run'}"
 
 
-@command("train")
+@hydra_command("train")
 def run(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     return metrics.get("val/top1_err")  # what Hydra's sweepers get; hparams_search reads results.json

@@ -1,7 +1,8 @@
 """A finished run, read back for the commands that use one (evaluate, predict, figures) and for
 ``alexnet_lit.api.load``: its network from a checkpoint of ours or a plain state dict, an
 ensemble of several (Section 6: the predictions of similar CNNs averaged), the run folder it came
-from, and the data it was trained on."""
+from, the data it was trained on, and its evaluation preprocessing and class probabilities of
+images."""
 import math
 from pathlib import Path
 
@@ -10,12 +11,15 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
 from alexnet_lit.build import build_datamodule, build_module, load_module
 from alexnet_lit.checks import checkpoint_file
-from alexnet_lit.module import AlexNetModule
+from alexnet_lit.data.decode import resize_centre_crop, to_rgb
+from alexnet_lit.data.views import PaperViews
+from alexnet_lit.module import AlexNetModule, crop_logits, view_log_probabilities
 from alexnet_lit.weights import fit_weights, read_file
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"  # a training run's config, beside its checkpoints/
@@ -63,7 +67,7 @@ def ensemble_of(members: list[AlexNetModule]) -> AlexNetModule:
                          val_views=first.val_views)
 
 
-def run_folder(ckpt: str) -> Path | None:
+def run_folder_of(ckpt: str) -> Path | None:
     """The training run folder of a checkpoint in its checkpoints/ folder (or the folder
     itself), if it is one."""
     folder = checkpoint_file(ckpt).resolve().parent.parent
@@ -75,7 +79,7 @@ def data_config(cfg: DictConfig, ckpt: str) -> dict:
     group is chosen or there is no run folder, then the composed ``data``; the command line's
     ``data.*`` overrides apply on top, and ``data.val_views`` is always the command's, and no training images are scored beside the split."""
     overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
-    run = run_folder(ckpt)
+    run = run_folder_of(ckpt)
     if run is None or any(o.key_or_group == "data" for o in overrides):
         data = cfg.data
     else:
@@ -110,3 +114,30 @@ def trained_network(cfg: DictConfig, stage: str) -> tuple[AlexNetModule, L.Light
     datamodule.prepare_data()
     datamodule.setup(stage)
     return module, datamodule
+
+
+def class_probabilities(net: nn.Module, views: PaperViews, images: torch.Tensor, view: str) -> torch.Tensor:
+    """Softmax outputs (B, classes) of uint8 (B, S, S, 3) images: of the centre crop, or the
+    mean over the ten crops (Section 4.1)."""
+    with torch.inference_mode():
+        return view_log_probabilities(crop_logits(net, views(images, view)), view).exp()
+
+
+class EvaluationTransform:
+    """A run's evaluation preprocessing of one image, as torchvision's ``weights.transforms()``:
+    a PIL image, or a uint8 tensor (3, H, W) as ``torchvision.io.decode_image`` gives, made 8-bit
+    RGB, its shorter side brought to the data's image_size and the central square kept
+    (docs/paper.md "Data"), then the centre crop normalised as the run's data was
+    (``data.normalize``): float (3, crop, crop)."""
+
+    def __init__(self, views: PaperViews, image_size: int, exif_orientation: str = "ignore"):
+        self.views, self.image_size, self.exif_orientation = views, image_size, exif_orientation
+
+    def pixels(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        """uint8 (S, S, 3), as the data's loader workers hand an image over."""
+        if isinstance(image, torch.Tensor):
+            image = Image.fromarray(image.permute(1, 2, 0).numpy())
+        return torch.from_numpy(resize_centre_crop(to_rgb(image, self.exif_orientation), self.image_size))
+
+    def __call__(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        return self.views(self.pixels(image)[None], "center")[0]

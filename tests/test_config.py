@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from alexnet_lit.build import train_config
-from alexnet_lit.checks import ConfigError, check_config
+from alexnet_lit.checks import ConfigError, check_ablation_overrides, check_config
 from conftest import REPO, command, write_image
 
 
@@ -119,6 +119,14 @@ def test_the_class_count_comes_from_the_class_folders_and_a_wrong_one_is_refused
 def test_a_data_root_that_is_not_there_is_named(compose_cfg, root, said):
     with pytest.raises(ConfigError, match=f"^{said}"):
         check_config(compose_cfg("data=folder", *([f"data.root={root}"] if root else [])))
+
+
+@pytest.mark.parametrize("overrides", [["+ablation=no_lnr"], ["+ablation=[no_lrn,no_lnr]"], ["-m", "+ablation=no_lrn,no_lnr"],
+                                       ["-m", "+ablation=[tanh,no_lnr],[no_lrn]", "seed=0,1"]])
+def test_an_unknown_ablation_anywhere_names_the_valid_ones(overrides):
+    with pytest.raises(ConfigError, match="^unknown ablation 'no_lnr': expected one of no_augment, .*, tanh$"):
+        check_ablation_overrides(overrides)
+    check_ablation_overrides(["-m", "+ablation=glob(*)", "seed=0,1", "--cfg", "job"])  # Hydra's flags, a glob
 
 
 def test_the_python_api_checks_the_config_too():

@@ -21,7 +21,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from alexnet_lit.checks import CONFIG_DIR, ConfigError, check_ablation_overrides, check_config, stop  # noqa: F401
+from alexnet_lit.checks import (CONFIG_DIR, NO_DATA, ConfigError, check_ablation_overrides, check_config,  # noqa: F401
+                                stop)
 from alexnet_lit.console import progress, quiet_libraries
 from alexnet_lit.data.sampling import local_batch_size
 from alexnet_lit.module import AlexNetModule
@@ -50,7 +51,7 @@ def hydra_command(config_name: str):
     def entry(task):
         @functools.wraps(task)
         def checked(cfg: DictConfig):
-            check_config(cfg, config_name)
+            check_config(cfg, reads_data=config_name not in NO_DATA)
             try:
                 return task(cfg)
             except (*USER_ERRORS, InstantiationException) as error:
@@ -83,7 +84,7 @@ def train_config(overrides: Sequence[str] = ()) -> DictConfig:
     finally:
         if outer is not None:
             GlobalHydra.instance().initialize(outer)
-    check_config(cfg)
+    check_config(cfg, reads_data=False)  # the network's config: no data is read
     return cfg
 
 

@@ -15,6 +15,7 @@ from typing import NoReturn
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
+from hydra.errors import OverrideParseException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -61,7 +62,11 @@ def check_ablation_overrides(overrides: Sequence[str]) -> None:
     ``+ablation=a,b``), checked before Hydra looks for its file, whose error would name the
     config search path, not the ablations there are; ``glob(...)`` picks among those there are."""
     overrides = [o for o in overrides if "=" in o and not o.startswith("-")]  # not Hydra's flags (-m, --cfg)
-    for override in OverridesParser.create().parse_overrides(overrides):
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException:
+        return  # a malformed override: Hydra says what is wrong with it
+    for override in parsed:
         if override.key_or_group != "ablation" or override.is_delete() or override.value_type == ValueType.GLOB_CHOICE_SWEEP:
             continue
         values = list(override.sweep_iterator()) if override.is_discrete_sweep() else [override.value()]
@@ -112,12 +117,18 @@ RANGES = {
 NULLABLE = {"data.train_eval_images"}  # null: as many training images as validation holds
 
 
-def check_data(cfg: DictConfig) -> None:
+def check_data(cfg: DictConfig, reads_data: bool = True) -> None:
     """Class folders (``data=folder``, ``imagenet``): ``data.root`` given and there, and
     ``data.num_classes`` its number of classes (a prepared folder's ``prepared.json``, or the
-    folders of its ``train/``); set to it where not given."""
+    folders of its ``train/``); set to it where not given. A command that ``reads_data`` not
+    (``summary``) needs a root only to count the classes."""
     data = cfg.get("data")
     if data is None or data.get("_target_") != FOLDER_DATA:
+        return
+    if OmegaConf.is_missing(data, "root") and not reads_data:
+        if OmegaConf.is_missing(data, "num_classes"):
+            raise ConfigError("data.num_classes is not given: expected the number of classes, or data.root "
+                              "to count them in")
         return
     if OmegaConf.is_missing(data, "root"):
         raise ConfigError("data.root is not given: expected the data set's folder (train/<class>/*, "
@@ -153,11 +164,10 @@ def check_checkpoints(cfg: DictConfig) -> None:
             raise ConfigError(f"ckpt={path}: no checkpoint file there, nor a run folder with checkpoints/best.ckpt")
 
 
-def check_config(cfg: DictConfig, command: str = "train") -> None:
+def check_config(cfg: DictConfig, reads_data: bool = True) -> None:
     """Raise :class:`ConfigError` naming every key of :data:`RANGES` present in ``cfg`` whose
     value is of the wrong type or out of range, and a crop larger than the image; then check
-    the data's folder (:func:`check_data`, unless ``command`` reads no data) and the checkpoints
-    named (:func:`check_checkpoints`)."""
+    the data's folder (:func:`check_data`) and the checkpoints named (:func:`check_checkpoints`)."""
     problems, values = [], {}
     for key, allowed in RANGES.items():
         try:
@@ -176,8 +186,7 @@ def check_config(cfg: DictConfig, command: str = "train") -> None:
                         "the crops are cut from the image")
     if problems:
         raise ConfigError("bad config value" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems))
-    if command not in NO_DATA:
-        check_data(cfg)
+    check_data(cfg, reads_data)
     check_checkpoints(cfg)
 
 
@@ -190,6 +199,6 @@ class CheckBeforeRun(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         HydraConfig.instance().set_config(config)  # ${hydra:...} keys resolve, as in the job
         try:
-            check_config(config, config.hydra.job.config_name)
+            check_config(config, reads_data=config.hydra.job.config_name not in NO_DATA)
         except ConfigError as error:  # Hydra would only warn of an error raised here
             stop(error)

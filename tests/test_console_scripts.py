@@ -34,6 +34,15 @@ def one_line(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def quiet(done: subprocess.CompletedProcess, progress: str) -> None:
+    """Output that is not a terminal: one ``progress`` line on stderr per epoch or validation,
+    no progress bar's carriage returns, no library warning (compute before update, deprecations)
+    or advertisement."""
+    assert len(re.findall(rf"^{progress}$", done.stderr, re.MULTILINE)) == 1, done.stderr[-3000:]
+    assert "\r" not in done.stderr + done.stdout
+    assert not re.search(r"Warning|Tip:|deprecated", done.stderr), done.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     """Class folders of generated JPEGs: train/<class>/*, val/<class>/*."""
@@ -84,6 +93,8 @@ def train_succeeds(prepared, tmp_path, **_):
     done = run("alexnet-train", "experiment=tiny", "data=folder", f"data.root={prepared[1]}", "data.batch_size=6",
                "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["data"]["num_classes"] == 3
+    quiet(done, r"epoch 1/1: train top-1 error [01]\.\d{4}, top-3 error [01]\.\d{4}; validation top-1 error "
+                r"[01]\.\d{4}, top-3 error [01]\.\d{4}; lr 0\.02; \d+ s")
     return done, rf".*run folder {run_dir}: final validation top-1 error [01]\.\d{{4}}, top-3 error [01]\.\d{{4}}"
 
 
@@ -96,6 +107,7 @@ def summary_succeeds(tmp_path, **_):
 def evaluate_succeeds(trained_run, tmp_path, **_):
     """ckpt= a run folder: its best.ckpt, on the run's data (80 validation images)."""
     done = run("alexnet-evaluate", f"ckpt={trained_run}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    quiet(done, r"validation: top-1 error [01]\.\d{4}, top-4 error [01]\.\d{4}, loss \d+\.\d{4}")
     return done, (rf"network +view +top-1 err top-4 err +loss\n{trained_run} +center .*\n{trained_run} +tencrop .*\n"
                   rf"80 images; written to {tmp_path / 'eval' / 'eval.json'}")
 
@@ -152,8 +164,8 @@ FAILS = {
     "alexnet-train": (["experiment=tiny", "+ablation=[no_lrn,no_lnr]", "hydra.run.dir={tmp}/run"],
                       "unknown ablation 'no_lnr': expected one of no_augment, no_conv2, no_conv3, no_conv4, "
                       "no_conv5, no_dropout, no_lrn, no_overlap, no_pca, no_weight_decay, none, one_tower, tanh"),
-    "alexnet-summary": (["data=folder", "hydra.run.dir={tmp}/run"], "data.root is not given: expected the data "
-                        "set's folder (train/<class>/*, val/...), or one written by alexnet-prepare"),
+    "alexnet-summary": (["data=folder", "hydra.run.dir={tmp}/run"], "data.num_classes is not given: expected the "
+                        "number of classes, or data.root to count them in"),
     "alexnet-evaluate": (["ckpt=[{tmp},{tmp}/nowhere]", "hydra.run.dir={tmp}/run"],
                          "ckpt={tmp}: no checkpoint file there, nor a run folder with checkpoints/best.ckpt"),
     "alexnet-predict": (["ckpt={tmp}/nowhere", "files={tmp}", "hydra.run.dir={tmp}/run"],

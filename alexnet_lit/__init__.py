@@ -10,3 +10,8 @@ def __getattr__(name: str):
         from alexnet_lit import api
         return getattr(api, name)
     raise AttributeError(f"module 'alexnet_lit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The API as well as what is loaded (tab completion, ``dir(alexnet_lit)``)."""
+    return sorted({*globals(), *__all__})

@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_network, load_module, train_config
+from alexnet_lit.checks import check_ablation_name, checkpoint_file
 from alexnet_lit.results import CheckpointRun
-from alexnet_lit.trained import RUN_CONFIG, run_folder
+from alexnet_lit.trained import RUN_CONFIG, EvaluationTransform, class_probabilities, run_folder_of
 from alexnet_lit.trust import UntrustedFile, run_config
 from alexnet_lit.weights import fit_weights, read_file
 
@@ -70,11 +72,8 @@ def _network(preset: list[str], ablations: Sequence[str], num_classes: int, seed
 def check_ablation(name: str) -> None:
     """An error for an ablation that is not in conf/ablation/, or that sets no ``model``
     key: it changes how the network is trained, not the network."""
-    path = ABLATIONS / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in ABLATIONS.glob("*.yaml"))
-        raise ValueError(f"unknown ablation {name!r}: expected one of {', '.join(known)}")
-    changes = OmegaConf.load(path)
+    check_ablation_name(name)
+    changes = OmegaConf.load(ABLATIONS / f"{name}.yaml")
     if changes and "model" not in changes:
         raise ValueError(f"ablation {name!r} changes training, not the network (conf/ablation/{name}.yaml "
                          f"sets {', '.join(changes)}, not model): train it with "
@@ -89,20 +88,37 @@ class Trained:
     config: DictConfig
     class_names: list[str]
 
+    def transforms(self) -> EvaluationTransform:
+        """The run's evaluation preprocessing of one image (a PIL image or a uint8 (3, H, W)
+        tensor) into the network's input, as torchvision's ``weights.transforms()``; its data
+        must be there (the mean image, or the class folders)."""
+        data = build_datamodule(OmegaConf.to_container(self.config.data, resolve=True))
+        data.setup("predict")
+        return EvaluationTransform(data.views, data.hparams.image_size, data.hparams.get("exif_orientation", "ignore"))
+
+    def predict(self, images: Sequence, topk: int = 5, view: str = "tencrop") -> list[list[tuple[str, float]]]:
+        """Each image's ``topk`` (class name, probability), most probable first, scored as
+        ``alexnet-predict`` scores a file: its ten crops' softmax outputs averaged
+        (``view="center"``: the centre crop's; Section 4.1, Figure 4's lists)."""
+        transform = self.transforms()
+        pixels = torch.stack([transform.pixels(image) for image in images])
+        top = class_probabilities(self.net, transform.views, pixels, view).topk(min(topk, len(self.class_names)))
+        return [[(self.class_names[i], p) for p, i in zip(probabilities, indices)]
+                for probabilities, indices in zip(top.values.tolist(), top.indices.tolist())]
+
 
 def load(path: str | Path) -> Trained:
     """A run folder's network (its ``checkpoints/best.ckpt``), or a checkpoint of ours. The
     config and class names are those stored in the checkpoint; for a checkpoint from before
     they were, the run folder's ``.hydra/config.yaml`` and the class folders of its data where
     they are found, else the network's config alone and the class indices."""
-    path = Path(path).expanduser()
-    ckpt = path / "checkpoints" / "best.ckpt" if path.is_dir() else path
+    ckpt = checkpoint_file(path)
     contents = read_file(ckpt)
     if "hyper_parameters" not in contents:
         raise ValueError(f"{ckpt}: a state dict, not a checkpoint of a run; "
                          f"alexnet(weights={str(ckpt)!r}, ...) loads it into the network you name")
     net = load_module(contents, ckpt).net.eval()
-    run, folder = contents.get(CheckpointRun.KEY), run_folder(str(ckpt))
+    run, folder = contents.get(CheckpointRun.KEY), run_folder_of(str(ckpt))
     if run is not None:
         config, names = OmegaConf.create(run["config"]), run["class_names"]  # checked by read_file
     elif folder is not None:  # as saved: ${hydra:...} keys do not resolve outside the run

@@ -4,6 +4,7 @@ LightningModule, the data module (conf/data), the loggers (conf/logger), the cal
 ``train``, ``evaluate``, ``predict``, ``summary``, ``figures``, the benchmarks and the tests all
 build them here."""
 import functools
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,15 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from alexnet_lit.checks import check_config
+from alexnet_lit.checks import (CONFIG_DIR, NO_DATA, ConfigError, check_ablation_overrides, check_config,  # noqa: F401
+                                stop)
+from alexnet_lit.console import progress, quiet_libraries
 from alexnet_lit.data.sampling import local_batch_size
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.results import CheckpointRun, ResultsWriter, git_commit
@@ -28,11 +33,10 @@ from alexnet_lit.trust import DATA_MODULES, NETWORKS, UntrustedFile, checked, re
 from alexnet_lit.weights import load_weights, network_weights
 from alexnet_lit.writing import replace_text
 
-# conf/ beside the package in a checkout, alexnet_lit/conf/ in an installed package
-CONFIG_DIR = next(str(d) for d in (Path(__file__).resolve().parent.parent / "conf",
-                                   Path(__file__).resolve().parent / "conf")
-                  if (d / "train.yaml").is_file())
 PAPER_BATCH = 128  # Section 5
+# what a mistake of the user's raises (a bad value; a file not there, unreadable or damaged):
+# said in one line, the traceback with HYDRA_FULL_ERROR=1
+USER_ERRORS = (ValueError, OSError)
 
 # For conf/hydra/launcher/slurm.yaml: a SLURM task asks for what the run uses.
 OmegaConf.register_new_resolver("gpus_unless_cpu",
@@ -42,19 +46,35 @@ OmegaConf.register_new_resolver("job_folder", job_folder)  # conf/hydra: a sweep
 OmegaConf.register_new_resolver("ablations", lambda: "+".join(ablation_names()))  # experiment/table: its folders
 
 
-def command(config_name: str):
-    """A command's entry point: ``main = command("evaluate")(evaluate)`` composes
+def hydra_command(config_name: str):
+    """A command's entry point: ``main = hydra_command("evaluate")(evaluate)`` composes
     conf/<config_name>.yaml with the command line, checks it (alexnet_lit.checks), saves it
     (:func:`save_config`; train saves its own once it holds its run folder) and calls
-    ``evaluate(cfg)``."""
+    ``evaluate(cfg)``. The command line's ablations are checked before Hydra composes; in a
+    single run, a mistake of the user's (:data:`USER_ERRORS`) ends the command with one line (:func:`alexnet_lit.checks.stop`)."""
     def entry(task):
         @functools.wraps(task)
         def checked(cfg: DictConfig):
-            check_config(cfg)
-            if config_name != "train":
-                save_config(cfg)
-            return task(cfg)
-        return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(checked)
+            check_config(cfg, reads_data=config_name not in NO_DATA)
+            try:
+                if config_name != "train":
+                    save_config(cfg)
+                return task(cfg)
+            except (*USER_ERRORS, InstantiationException) as error:
+                if HydraConfig.get().mode == RunMode.MULTIRUN:
+                    raise  # the sweep records the failed job and runs the others
+                stop(error.__cause__ if isinstance(error.__cause__, USER_ERRORS) else error)
+        composed = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(checked)
+
+        @functools.wraps(task)
+        def main():
+            quiet_libraries()
+            try:
+                check_ablation_overrides(sys.argv[1:])
+            except ConfigError as error:
+                stop(error)
+            return composed()
+        return main
     return entry
 
 
@@ -84,7 +104,7 @@ def train_config(overrides: Sequence[str] = ()) -> DictConfig:
     finally:
         if outer is not None:
             GlobalHydra.instance().initialize(outer)
-    check_config(cfg)
+    check_config(cfg, reads_data=False)  # the network's config: no data is read
     return cfg
 
 
@@ -160,7 +180,7 @@ def ablation_names() -> list[str]:
 
 
 @dataclass
-class Run:
+class RunParts:
     """Everything one training run is made of; ``meta`` goes into results.json and W&B."""
     module: AlexNetModule
     datamodule: L.LightningDataModule
@@ -169,7 +189,7 @@ class Run:
     meta: dict
 
 
-def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> Run:
+def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> RunParts:
     """The run of ``cfg``: its module, data module, loggers and Trainer with conf/callbacks,
     the results file and the run's config and class names in its checkpoints
     (alexnet_lit.results) and, with ``logger=wandb``, the W&B media.
@@ -184,8 +204,9 @@ def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> Run:
                  CheckpointRun(OmegaConf.to_container(cfg, resolve=True)),  # for alexnet_lit.load
                  *media_callbacks(loggers),  # logger=wandb: sample grid at the start, conv1 at the end
                  *callbacks]
-    trainer: L.Trainer = instantiate(cfg.trainer, **{"callbacks": callbacks, "logger": loggers or False,
-                                                      **trainer_settings})
+    bar, lines = progress(cfg.trainer.get("enable_progress_bar"))
+    trainer: L.Trainer = instantiate(cfg.trainer, **{"callbacks": [*callbacks, *lines], "logger": loggers or False,
+                                                      "enable_progress_bar": bar, **trainer_settings})
     local_batch_size(cfg.data.batch_size, trainer.world_size)  # fail before any process starts
-    return Run(module, datamodule, trainer, loggers, meta)
+    return RunParts(module, datamodule, trainer, loggers, meta)
 

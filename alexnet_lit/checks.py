@@ -1,15 +1,79 @@
 """The composed config checked before anything runs, in one place: every command calls
-:func:`check_config` (alexnet_lit.build.command) before it builds a network, loads data or
-writes a file of its own, so that a wrong value stops with its key, the value and what is
-allowed, not with a library's message later (or after hours of training)."""
+:func:`check_config` before it builds a network, loads data or writes a file of its own (and a
+single run before Hydra makes its run folder: :class:`CheckBeforeRun`), so that a wrong value
+stops with one line naming its key, the value and what is allowed, not with a library's
+traceback later (or after hours of training)."""
+import argparse
 import math
+import os
+import sys
+from collections.abc import Sequence
 from numbers import Real
+from pathlib import Path
+from typing import NoReturn
 
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
+from hydra.errors import OverrideParseException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+CONFIG_DIR = next(str(d) for d in (Path(__file__).resolve().parent.parent / "conf",
+                                   Path(__file__).resolve().parent / "conf")
+                  if (d / "train.yaml").is_file())  # conf/ in a checkout, alexnet_lit/conf/ installed
+FOLDER_DATA = "alexnet_lit.data.folder.FolderDataModule"  # data=folder, data=imagenet
+NO_DATA = ("summary",)  # commands that read no data: data=imagenet only sets the class count
 
 
 class ConfigError(ValueError):
     """A config value of the wrong type or out of range; the message names the key."""
+
+
+def stop(error: Exception) -> NoReturn:
+    """End a command with ``error`` as one line on stderr and exit status 1, as Hydra reports a
+    bad override; with ``HYDRA_FULL_ERROR=1``, raise it, for its traceback."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    sys.exit(str(error))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """The argparse commands' (``prepare``, ``report``) parser: a bad argument is one line on
+    stderr, exit status 2, as the Hydra commands say their mistakes."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (--help lists the arguments)\n")
+
+
+def ablations() -> list[str]:
+    """The names of conf/ablation/."""
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / "ablation").glob("*.yaml"))
+
+
+def check_ablation_name(name: str) -> None:
+    """A :class:`ConfigError` for a name that is not an ablation, listing those there are."""
+    if name not in ablations():
+        raise ConfigError(f"unknown ablation {name!r}: expected one of {', '.join(ablations())}")
+
+
+def check_ablation_overrides(overrides: Sequence[str]) -> None:
+    """Every ablation a command line names (``+ablation=a``, ``+ablation=[a,b]``, a sweep
+    ``+ablation=a,b``), checked before Hydra looks for its file, whose error would name the
+    config search path, not the ablations there are; ``glob(...)`` picks among those there are."""
+    overrides = [o for o in overrides if "=" in o and not o.startswith("-")]  # not Hydra's flags (-m, --cfg)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException:
+        return  # a malformed override: Hydra says what is wrong with it
+    for override in parsed:
+        if override.key_or_group != "ablation" or override.is_delete() or override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            continue
+        values = list(override.sweep_iterator()) if override.is_discrete_sweep() else [override.value()]
+        for value in values:
+            for name in value if isinstance(value, list) else [value]:
+                if isinstance(name, str):
+                    check_ablation_name(name)
 
 
 _ABSENT = object()
@@ -53,9 +117,57 @@ RANGES = {
 NULLABLE = {"data.train_eval_images"}  # null: as many training images as validation holds
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_data(cfg: DictConfig, reads_data: bool = True) -> None:
+    """Class folders (``data=folder``, ``imagenet``): ``data.root`` given and there, and
+    ``data.num_classes`` its number of classes (a prepared folder's ``prepared.json``, or the
+    folders of its ``train/``); set to it where not given. A command that ``reads_data`` not
+    (``summary``) needs a root only to count the classes."""
+    data = cfg.get("data")
+    if data is None or data.get("_target_") != FOLDER_DATA:
+        return
+    if OmegaConf.is_missing(data, "root") and not reads_data:
+        if OmegaConf.is_missing(data, "num_classes"):
+            raise ConfigError("data.num_classes is not given: expected the number of classes, or data.root "
+                              "to count them in")
+        return
+    if OmegaConf.is_missing(data, "root"):
+        raise ConfigError("data.root is not given: expected the data set's folder (train/<class>/*, "
+                          "val/...), or one written by alexnet-prepare")
+    from alexnet_lit.data.folder import data_classes  # the data package only for folder data
+    root = Path(data.root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"data.root={data.root}: no such folder")
+    try:
+        classes, where = data_classes(root)
+    except FileNotFoundError as error:
+        raise ConfigError(f"data.root={error}") from None  # the error names the folder
+    if OmegaConf.is_missing(data, "num_classes"):
+        with read_write(data), open_dict(data):
+            data.num_classes = len(classes)
+    elif data.num_classes != len(classes):
+        raise ConfigError(f"data.num_classes={data.num_classes} but data.root={data.root} holds {len(classes)} "
+                          f"classes ({where}): leave data.num_classes out to take it from the data")
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A checkpoint named by itself or by its run folder (then its ``checkpoints/best.ckpt``)."""
+    path = Path(path).expanduser()
+    return path / "checkpoints" / "best.ckpt" if path.is_dir() else path
+
+
+def check_checkpoints(cfg: DictConfig) -> None:
+    """Every ``ckpt`` (``evaluate``, ``predict``, ``figures``) a file, or a run folder with one."""
+    if OmegaConf.select(cfg, "ckpt") is None or OmegaConf.is_missing(cfg, "ckpt"):
+        return
+    for path in cfg.ckpt if OmegaConf.is_list(cfg.ckpt) else [cfg.ckpt]:
+        if not checkpoint_file(str(path)).is_file():
+            raise ConfigError(f"ckpt={path}: no checkpoint file there, nor a run folder with checkpoints/best.ckpt")
+
+
+def check_config(cfg: DictConfig, reads_data: bool = True) -> None:
     """Raise :class:`ConfigError` naming every key of :data:`RANGES` present in ``cfg`` whose
-    value is of the wrong type or out of range, and a crop larger than the image."""
+    value is of the wrong type or out of range, and a crop larger than the image; then check
+    the data's folder (:func:`check_data`) and the checkpoints named (:func:`check_checkpoints`)."""
     problems, values = [], {}
     for key, allowed in RANGES.items():
         try:
@@ -74,3 +186,19 @@ def check_config(cfg: DictConfig) -> None:
                         "the crops are cut from the image")
     if problems:
         raise ConfigError("bad config value" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems))
+    check_data(cfg, reads_data)
+    check_checkpoints(cfg)
+
+
+class CheckBeforeRun(Callback):
+    """conf/hydra/default.yaml: a single run's config checked (:func:`check_config`) before
+    Hydra makes its run folder, so that a mistake leaves no folder behind; a filled-in
+    ``data.num_classes`` goes into the run's saved config. A sweep's jobs are checked as they
+    start (alexnet_lit.build.hydra_command)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        HydraConfig.instance().set_config(config)  # ${hydra:...} keys resolve, as in the job
+        try:
+            check_config(config, reads_data=config.hydra.job.config_name not in NO_DATA)
+        except ConfigError as error:  # Hydra would only warn of an error raised here
+            stop(error)

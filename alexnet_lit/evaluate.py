@@ -16,7 +16,8 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexnet_lit.build import build_datamodule, command
+from alexnet_lit.build import build_datamodule, hydra_command
+from alexnet_lit.console import progress
 from alexnet_lit.module import view_prefix
 from alexnet_lit.results import write_json
 from alexnet_lit.tracking import command_tracker
@@ -56,7 +57,9 @@ def evaluate(cfg: DictConfig) -> dict:
     data, source = data_config(cfg, str(paths[0]))
     check_classes(members[0], data, str(paths[0]))
     datamodule = build_datamodule(data, source)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    bar, lines = progress(cfg.trainer.get("enable_progress_bar"))
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=lines, enable_progress_bar=bar,
+                                     enable_checkpointing=False)
     networks = dict(zip(map(str, paths), members))
     if OmegaConf.is_list(cfg.ckpt):
         networks["ensemble"] = ensemble_of(members)
@@ -77,7 +80,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
-@command("evaluate")
+@hydra_command("evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -22,11 +22,11 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from alexnet_lit.build import command
+from alexnet_lit.build import hydra_command
 from alexnet_lit.inspect.pictures import colour_specificity, conv1_towers, image_grid
 from alexnet_lit.module import AlexNetModule
 from alexnet_lit.tracking import command_tracker
-from alexnet_lit.trained import run_folder, trained_network
+from alexnet_lit.trained import run_folder_of, trained_network
 from alexnet_lit.writing import replace_text, save_figure
 
 
@@ -150,7 +150,7 @@ def figures(cfg: DictConfig) -> dict:
     written = dict(figure3=figure3(module, out, cfg.dpi), figure4=figure4(module, datamodule, cfg, out))
     for name, data in written.items():
         replace_text(out / f"{name}.json", json.dumps(data, indent=1) + "\n")
-    run = run_folder(str(cfg.ckpt))
+    run = run_folder_of(str(cfg.ckpt))
     if run is not None and (run / "csv" / "metrics.csv").is_file():
         curves(run / "csv" / "metrics.csv", out, cfg.dpi)
     else:
@@ -166,7 +166,7 @@ def figures(cfg: DictConfig) -> dict:
     return written
 
 
-@command("figures")
+@hydra_command("figures")
 def main(cfg: DictConfig) -> None:
     figures(cfg)
 

@@ -131,8 +131,8 @@ class AlexNetModule(L.LightningModule):
         validation = streams[0] != TRAIN_EVAL if streams else torch.ones_like(labels, dtype=torch.bool)
         for view, metrics, mean_loss in zip(self.hparams.val_views, self.val_metrics, self.val_losses):
             self.score(logits[validation], labels[validation], view, metrics, mean_loss)
-        if not streams:
-            return
+        if not streams or self.trainer.sanity_checking:
+            return  # the sanity check's first batches hold no other stream: none to compute
         datamodule_streams = self.trainer.datamodule.val_streams
         for prefix, stream in (("val_official", OFFICIAL), ("train_eval", TRAIN_EVAL)):
             if stream not in datamodule_streams or (stream == OFFICIAL and HELD_OUT not in datamodule_streams):

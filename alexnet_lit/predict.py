@@ -16,10 +16,9 @@ import torch
 from omegaconf import DictConfig
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from alexnet_lit.build import command
+from alexnet_lit.build import hydra_command
 from alexnet_lit.data.decode import DecodeError, check_policy, only_files, prepare_image
-from alexnet_lit.module import crop_logits, view_log_probabilities
-from alexnet_lit.trained import trained_network
+from alexnet_lit.trained import class_probabilities, trained_network
 from alexnet_lit.writing import replacing
 
 
@@ -36,13 +35,6 @@ def image_files(pattern: str) -> list[str]:
     if not files:
         raise FileNotFoundError(f"files={pattern}: no image files there")
     return files
-
-
-def class_probabilities(module, views, images: torch.Tensor, view: str) -> torch.Tensor:
-    """Softmax outputs (B, classes) of uint8 (B, S, S, 3) images: of the centre crop, or the
-    mean over the ten crops."""
-    with torch.inference_mode():
-        return view_log_probabilities(crop_logits(module, views(images, view)), view).exp()
 
 
 def predict(cfg: DictConfig) -> list[dict]:
@@ -85,7 +77,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     return rows
 
 
-@command("predict")
+@hydra_command("predict")
 def main(cfg: DictConfig) -> None:
     predict(cfg)
 

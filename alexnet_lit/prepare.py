@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 
+from alexnet_lit.checks import OneLineParser
 from alexnet_lit.data.decode import EXIF_ORIENTATION, ON_ERROR, DecodeError
 from alexnet_lit.data.ilsvrc import GROUND_TRUTH_FORMS
 from alexnet_lit.data.preparation import prepare
@@ -18,8 +19,8 @@ from alexnet_lit.data.prepared import LAYOUTS, SKIPPED, STORAGE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.prepare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m alexnet_lit.prepare", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="folder holding train/<class>/* and the validation split")
     parser.add_argument("out", help="output folder (resumed if it holds an unfinished run)")
     parser.add_argument("--layout", choices=LAYOUTS, default="folder",
@@ -46,7 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def prepare_command(argv: list[str] | None = None) -> dict:
+    """Prepare the folder the command line names; print one line of what was written and
+    return ``prepared.json``'s contents."""
     args = parse_args(argv)
     began = time.perf_counter()
     try:
@@ -64,6 +67,12 @@ def main(argv: list[str] | None = None) -> dict:
     if any(s["skipped"] for s in meta["splits"].values()):
         print(f"skipped files are listed in {args.out}/{SKIPPED}")
     return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: exit status 0 once the folder is prepared (nothing returned for
+    ``sys.exit`` to print)."""
+    prepare_command(argv)
 
 
 if __name__ == "__main__":

@@ -26,16 +26,16 @@ from pathlib import Path
 
 from alexnet_lit.analysis import figure1
 from alexnet_lit.analysis.render import chart, fmt_seeds, level, markdown
-from alexnet_lit.analysis.runs import sweep_command, sweep_runs, sweep_seeds, wandb_runs
+from alexnet_lit.analysis.runs import sweep_command, sweep_runs, sweep_seeds, wandb_sweep_runs
 from alexnet_lit.analysis.stats import CONFIDENCE
 from alexnet_lit.analysis.table import BOUND, PAPER_TABLE, paper_table, summarise
+from alexnet_lit.checks import OneLineParser
 from alexnet_lit.results import shown
 from alexnet_lit.writing import replace_text
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m alexnet_lit.report",
-                                     description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m alexnet_lit.report") -> None:
+    parser = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="a multirun folder (its jobs' results.json)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     parser.add_argument("--group", help="the W&B group of the sweep (with --wandb)")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             source, command = f"`{shown(args.sweep_dir, 'SWEEP')}` ({len(runs)} runs{outside})", sweep_command(args.sweep_dir)
             seeds = args.seeds or sweep_seeds(args.sweep_dir)
         else:
-            (runs, outside), unreadable, missing, seeds = of_seeds(wandb_runs(args.wandb, args.group), args.seeds), {}, [], args.seeds
+            (runs, outside), unreadable, missing, seeds = of_seeds(wandb_sweep_runs(args.wandb, args.group), args.seeds), {}, [], args.seeds
             source, command = f"W&B `{args.wandb}`, group `{args.group}` ({len(runs)} runs{outside})", None
         if not runs and not missing:
             why = "".join(f"; {path}: {reason}" for path, reason in unreadable.items())
@@ -160,7 +160,7 @@ def figure1_report(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def figure1_main(argv: list[str] | None = None) -> None:
     """``alexnet-figure1 SWEEP [--out DIR]``: the same as ``alexnet-report --figure1 SWEEP``."""
-    main(["--figure1", *(sys.argv[1:] if argv is None else argv)])
+    main(["--figure1", *(sys.argv[1:] if argv is None else argv)], prog="alexnet-figure1 (alexnet-report --figure1)")
 
 
 if __name__ == "__main__":

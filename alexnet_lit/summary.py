@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from alexnet_lit.build import command
+from alexnet_lit.build import hydra_command
 from alexnet_lit.lrn import LRN
 from alexnet_lit.model import AlexNet
 
@@ -80,7 +80,7 @@ def format_table(rows: list[Layer]) -> str:
     return "\n".join(lines)
 
 
-@command("summary")
+@hydra_command("summary")
 def main(cfg: DictConfig) -> list[Layer]:
     net = instantiate(cfg.model)
     rows = layer_table(net)

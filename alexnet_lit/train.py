@@ -14,9 +14,10 @@ import lightning as L
 from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_lit.build import build_run, command, save_config
-from alexnet_lit.checkpointing.faults import last_checkpoint_path
 from alexnet_lit import records
+from alexnet_lit.build import build_run, hydra_command, save_config
+from alexnet_lit.checkpointing.faults import last_checkpoint_path
+from alexnet_lit.console import errors
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
 from alexnet_lit.results import ResultsWriter, record_failure
 from alexnet_lit.checkpointing.resume import resume_path
@@ -72,12 +73,10 @@ def train(cfg: DictConfig) -> dict:
 
 def final_line(out: Path, metrics: dict) -> str:
     """Where the run's folder is and its final validation errors."""
-    errors = ", ".join(f"top-{k[len('val/top'):-len('_err')]} error {v:.4f}"
-                       for k, v in metrics.items() if k.startswith("val/top") and k.endswith("_err"))
-    return f"run folder {out}: final validation {errors or 'not run'}"
+    return f"run folder {out}: final validation {errors(metrics, 'val/') or 'not run'}"
 
 
-@command("train")
+@hydra_command("train")
 def run(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     return metrics.get("val/top1_err")  # what Hydra's sweepers get; hparams_search reads results.json

@@ -1,7 +1,8 @@
 """A finished run, read back for the commands that use one (evaluate, predict, figures) and for
 ``alexnet_lit.api.load``: its network from a checkpoint of ours or a plain state dict, an
 ensemble of several (Section 6: the predictions of similar CNNs averaged), the run folder it came
-from, and the data it was trained on."""
+from, the data it was trained on, and its evaluation preprocessing and class probabilities of
+images."""
 import math
 from pathlib import Path
 
@@ -10,11 +11,15 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
 from alexnet_lit.build import build_datamodule, build_module, load_module
-from alexnet_lit.module import AlexNetModule
+from alexnet_lit.checks import checkpoint_file
+from alexnet_lit.data.decode import resize_centre_crop, to_rgb
+from alexnet_lit.data.views import PaperViews
+from alexnet_lit.module import AlexNetModule, crop_logits, view_log_probabilities
 from alexnet_lit.trust import run_config
 from alexnet_lit.weights import fit_weights, read_file
 
@@ -41,9 +46,10 @@ class Ensemble(nn.Module):
 
 
 def load_member(path: str, cfg: DictConfig) -> AlexNetModule:
-    """A network to evaluate on ``cfg.data.val_views``: one of our checkpoints, built from the
-    network config inside it, or a plain state dict loaded into ``cfg.model``'s network."""
-    contents = read_file(path)
+    """A network to evaluate on ``cfg.data.val_views``: one of our checkpoints (or its run
+    folder), built from the network config inside it, or a plain state dict loaded into
+    ``cfg.model``'s network."""
+    contents = read_file(checkpoint_file(path))
     if "hyper_parameters" in contents:
         return load_module(contents, path, val_views=list(cfg.data.val_views))
     module = build_module(cfg)
@@ -62,9 +68,10 @@ def ensemble_of(members: list[AlexNetModule]) -> AlexNetModule:
                          val_views=first.val_views)
 
 
-def run_folder(ckpt: str) -> Path | None:
-    """The training run folder of a checkpoint in its checkpoints/ folder, if it is one."""
-    folder = Path(ckpt).expanduser().resolve().parent.parent
+def run_folder_of(ckpt: str) -> Path | None:
+    """The training run folder of a checkpoint in its checkpoints/ folder (or the folder
+    itself), if it is one."""
+    folder = checkpoint_file(ckpt).resolve().parent.parent
     return folder if (folder / RUN_CONFIG).is_file() else None
 
 
@@ -75,7 +82,7 @@ def data_config(cfg: DictConfig, ckpt: str) -> tuple[dict, Path | None]:
     ``data.*`` overrides apply on top, and ``data.val_views`` is always the command's, and no
     training images are scored beside the split."""
     overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
-    run, source = run_folder(ckpt), None
+    run, source = run_folder_of(ckpt), None
     if run is None or any(o.key_or_group == "data" for o in overrides):
         data = cfg.data
     else:
@@ -111,3 +118,30 @@ def trained_network(cfg: DictConfig, stage: str) -> tuple[AlexNetModule, L.Light
     datamodule.prepare_data()
     datamodule.setup(stage)
     return module, datamodule
+
+
+def class_probabilities(net: nn.Module, views: PaperViews, images: torch.Tensor, view: str) -> torch.Tensor:
+    """Softmax outputs (B, classes) of uint8 (B, S, S, 3) images: of the centre crop, or the
+    mean over the ten crops (Section 4.1)."""
+    with torch.inference_mode():
+        return view_log_probabilities(crop_logits(net, views(images, view)), view).exp()
+
+
+class EvaluationTransform:
+    """A run's evaluation preprocessing of one image, as torchvision's ``weights.transforms()``:
+    a PIL image, or a uint8 tensor (3, H, W) as ``torchvision.io.decode_image`` gives, made 8-bit
+    RGB, its shorter side brought to the data's image_size and the central square kept
+    (docs/paper.md "Data"), then the centre crop normalised as the run's data was
+    (``data.normalize``): float (3, crop, crop)."""
+
+    def __init__(self, views: PaperViews, image_size: int, exif_orientation: str = "ignore"):
+        self.views, self.image_size, self.exif_orientation = views, image_size, exif_orientation
+
+    def pixels(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        """uint8 (S, S, 3), as the data's loader workers hand an image over."""
+        if isinstance(image, torch.Tensor):
+            image = Image.fromarray(image.permute(1, 2, 0).numpy())
+        return torch.from_numpy(resize_centre_crop(to_rgb(image, self.exif_orientation), self.image_size))
+
+    def __call__(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        return self.views(self.pixels(image)[None], "center")[0]

@@ -1,4 +1,5 @@
 """The real conf/ composes into what README promises."""
+import os
 import subprocess
 
 import pytest
@@ -6,8 +7,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from alexnet_lit.build import train_config
-from alexnet_lit.checks import ConfigError, check_config
-from conftest import REPO, command
+from alexnet_lit.checks import ConfigError, check_ablation_overrides, check_config
+from conftest import REPO, command, write_image
 
 
 def test_default_config_is_the_papers_recipe_but_for_the_init(compose_cfg):
@@ -89,11 +90,43 @@ def test_every_command_checks_its_config_before_writing_a_file(tmp_path, cache_d
     for name, proc in started.items():  # all at once: each spends its seconds importing
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode != 0
-        assert ("ConfigError: bad config values: data.batch_size=-4: expected an integer >= 1; "
-                "optim.lr='abc': expected a number >= 0") in stderr, (name, stderr[-2000:])
-        folder = tmp_path / name
-        written = [p for p in folder.rglob("*") if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log"]
-        assert not written, (name, written)  # Hydra's own records aside
+        assert stderr.strip() == ("bad config values: data.batch_size=-4: expected an integer >= 1; "
+                                  "optim.lr='abc': expected a number >= 0"), (name, stderr[-2000:])  # one line
+        assert not (tmp_path / name).exists(), name  # stopped before Hydra makes the run folder
+
+
+@pytest.mark.slow
+def test_a_config_error_gives_its_traceback_with_hydra_full_error(tmp_path, cache_dir):
+    done = subprocess.run(command("train", tmp_path / "run", cache_dir, "experiment=tiny", "optim.lr=-1"), cwd=REPO,
+                          capture_output=True, text=True, env=dict(os.environ, HYDRA_FULL_ERROR="1"))
+    assert done.returncode != 0 and "Traceback (most recent call last)" in done.stderr
+    assert "alexnet_lit.checks.ConfigError: bad config value: optim.lr=-1: expected a number >= 0" in done.stderr
+
+
+def test_the_class_count_comes_from_the_class_folders_and_a_wrong_one_is_refused(compose_cfg, tmp_path):
+    for name in ("ant", "bee", "cat"):
+        write_image(tmp_path / "data" / "train" / name / "0.jpg")
+    cfg = compose_cfg("data=folder", f"data.root={tmp_path / 'data'}")
+    check_config(cfg)
+    assert cfg.data.num_classes == cfg.model.num_classes == 3
+    with pytest.raises(ConfigError, match=rf"^data.num_classes=10 but data.root={tmp_path / 'data'} holds 3 classes "
+                                          r"\(the folders of its train/\)"):
+        check_config(compose_cfg("data=folder", f"data.root={tmp_path / 'data'}", "data.num_classes=10"))
+
+
+@pytest.mark.parametrize("root, said", [(None, "data.root is not given"), ("nowhere", "data.root=nowhere: no such folder"),
+                                        (".", "data.root=.: no train/ folder of classes and no prepared.json")])
+def test_a_data_root_that_is_not_there_is_named(compose_cfg, root, said):
+    with pytest.raises(ConfigError, match=f"^{said}"):
+        check_config(compose_cfg("data=folder", *([f"data.root={root}"] if root else [])))
+
+
+@pytest.mark.parametrize("overrides", [["+ablation=no_lnr"], ["+ablation=[no_lrn,no_lnr]"], ["-m", "+ablation=no_lrn,no_lnr"],
+                                       ["-m", "+ablation=[tanh,no_lnr],[no_lrn]", "seed=0,1"]])
+def test_an_unknown_ablation_anywhere_names_the_valid_ones(overrides):
+    with pytest.raises(ConfigError, match="^unknown ablation 'no_lnr': expected one of no_augment, .*, tanh$"):
+        check_ablation_overrides(overrides)
+    check_ablation_overrides(["-m", "+ablation=glob(*)", "seed=0,1", "--cfg", "job"])  # Hydra's flags, a glob
 
 
 def test_the_python_api_checks_the_config_too():

@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from alexnet_lit.data.colour import IMAGENET_MEAN
-from alexnet_lit.prepare import main as prepare_main
+from alexnet_lit.prepare import prepare_command
 from alexnet_lit.inspect.probes import LayerActivity
 from alexnet_lit.train import train
 from conftest import SHARED_DATA, extracted, needs_cuda
@@ -33,7 +33,7 @@ def test_imagenette_prepare_then_train(compose_cfg, shared_cache, tmp_path, stor
     source, prepared = tmp_path / "imagenette", tmp_path / "prepared"
     subset(imagenette / "train", source / "train", 24)
     subset(imagenette / "val", source / "val", 6)
-    meta = prepare_main([str(source), str(prepared), "--layout", "imagenet", "--image-size", "76",
+    meta = prepare_command([str(source), str(prepared), "--layout", "imagenet", "--image-size", "76",
                          "--workers", "2", "--chunk-size", "50", "--storage", storage])
     assert meta["classes"][0] == "n01440764" and len(meta["classes"]) == 10
     assert meta["splits"]["train"] == {"images": 240, "skipped": 0} and meta["storage"] == storage
@@ -72,7 +72,7 @@ def cifar_subset(out, per_class: int):
 
 def test_cifar10_from_jpegs_and_prepared(compose_cfg, tmp_path):
     root = cifar_subset(tmp_path, 8)
-    prepare_main([str(root), str(tmp_path / "prepared"), "--image-size", "32", "--val-split", "test",
+    prepare_command([str(root), str(tmp_path / "prepared"), "--image-size", "32", "--val-split", "test",
                   "--workers", "1"])
     for data_root in (root, tmp_path / "prepared"):
         cfg = compose_cfg("data=cifar10", f"data.root={data_root}", "data.crop_size=28",

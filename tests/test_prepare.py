@@ -19,7 +19,7 @@ from alexnet_lit.data.decode import DecodeError, ImageFiles
 from alexnet_lit.data.folder import FolderDataModule
 from alexnet_lit.data.preparation import prepare
 from alexnet_lit.data.prepared import STORAGE, PreparedImages, PreparedJPEGs, decode_jpegs, read_meta
-from alexnet_lit.prepare import main
+from alexnet_lit.prepare import prepare_command
 from conftest import REPO, on_cuda, survivors, worker_pids, write_image
 from test_data_decode import reference
 
@@ -46,7 +46,7 @@ def rows_and_references(out, source, split):
 
 def test_prepared_data_equals_resize_and_centre_crop_of_the_originals(tmp_path):
     source, out = odd_folder(tmp_path / "src"), tmp_path / "out"
-    meta = main([str(source), str(out), "--image-size", str(SIZE), "--workers", "1",
+    meta = prepare_command([str(source), str(out), "--image-size", str(SIZE), "--workers", "1",
                  "--chunk-size", "4"])
     assert meta["classes"] == ["a_class", "b_class"]  # sorted: indices follow names
     assert meta["splits"] == {"train": {"images": 12, "skipped": 0}, "val": {"images": 4, "skipped": 0}}
@@ -146,7 +146,7 @@ def test_skip_policy_leaves_bad_files_out_and_lists_them(tmp_path):
 
 def test_a_training_subset_keeps_the_first_images_of_each_class_and_the_whole_val(tmp_path):
     source, out = odd_folder(tmp_path / "src"), tmp_path / "out"
-    meta = main([str(source), str(out), "--image-size", str(SIZE), "--workers", "1", "--train-per-class", "2"])
+    meta = prepare_command([str(source), str(out), "--image-size", str(SIZE), "--workers", "1", "--train-per-class", "2"])
     assert meta["splits"]["train"]["images"] == 4 and meta["splits"]["val"]["images"] == 4
     files = (out / "train" / "files.txt").read_text().split()
     assert files == ["train/a_class/0.JPEG", "train/a_class/1.JPEG", "train/b_class/0.JPEG", "train/b_class/1.JPEG"]
@@ -161,7 +161,7 @@ def test_a_training_subset_keeps_the_first_images_of_each_class_and_the_whole_va
 
 def test_cli_reports_errors_naming_what_was_expected(tmp_path):
     with pytest.raises(SystemExit, match=f"prepare: {tmp_path / 'missing'} does not exist"):
-        main([str(tmp_path / "missing"), str(tmp_path / "out")])
+        prepare_command([str(tmp_path / "missing"), str(tmp_path / "out")])
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -175,7 +175,7 @@ def both_storages(tmp_path_factory):
     root = tmp_path_factory.mktemp("storages")
     source = odd_folder(root / "src")
     for storage in STORAGE:
-        main([str(source), str(root / storage), "--image-size", "64", "--workers", "2",
+        prepare_command([str(source), str(root / storage), "--image-size", "64", "--workers", "2",
               "--chunk-size", "3", "--storage", storage])
     return root
 
@@ -247,7 +247,7 @@ def test_held_out_training_images_join_val_after_the_official_ones(tmp_path):
     """--held-out-to-val: the training images --train-per-class leaves out are scored as
     validation, after the data set's own (their count recorded), and stay out of the mean image."""
     source, out = odd_folder(tmp_path / "src"), tmp_path / "out"
-    meta = main([str(source), str(out), "--image-size", str(SIZE), "--workers", "1", "--train-per-class", "2",
+    meta = prepare_command([str(source), str(out), "--image-size", str(SIZE), "--workers", "1", "--train-per-class", "2",
                  "--held-out-to-val"])
     left_out = 2 * (len(KINDS) - 2)
     assert meta["val_official_images"] == 4
@@ -270,7 +270,7 @@ def test_every_image_mode_is_prepared_as_training_decodes_it_and_the_choice_is_k
         for i, kind in enumerate(["png16", "rgba", "palette", "exif", "rgb"]):
             write_image(source / "train" / name / f"{i}.png", kind, (48, 40), seed=10 * c + i)
         write_image(source / "val" / name / "v.jpg", "exif", (50, 30), seed=c)
-    meta = main([str(source), str(out), "--image-size", str(SIZE), "--workers", "2", "--chunk-size", "3",
+    meta = prepare_command([str(source), str(out), "--image-size", str(SIZE), "--workers", "2", "--chunk-size", "3",
                  "--exif-orientation", orientation])
     assert meta["exif_orientation"] == orientation
     for split in ("train", "val"):

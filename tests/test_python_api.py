@@ -14,11 +14,13 @@ import yaml
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
+from PIL import Image
 
 import alexnet_lit
 from alexnet_lit.build import CONFIG_DIR, build_datamodule
+from alexnet_lit.predict import predict
 from alexnet_lit.results import CheckpointRun
-from conftest import REPO, command, finished_run
+from conftest import REPO, command, finished_run, write_image
 
 
 SAVE_INITIAL = """
@@ -143,3 +145,27 @@ def test_keywords_set_model_keys_also_inside_a_hydra_app():
 def test_bad_input_is_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_dir_lists_the_api_before_its_first_use():
+    done = subprocess.run([sys.executable, "-c", "import alexnet_lit; print(dir(alexnet_lit))"], capture_output=True,
+                          text=True, check=True)  # a fresh process: nothing of the API imported yet
+    assert {"alexnet", "alexnet_torchvision", "load", "Trained"} <= set(eval(done.stdout))
+
+
+def test_a_runs_preprocessing_and_predict_give_what_the_predict_command_writes(trained_run, compose_cfg, tmp_path):
+    files = [write_image(tmp_path / "photos" / f"{i}.jpg", size=(90, 70), seed=i) for i in range(3)]
+    rows = predict(compose_cfg(f"ckpt={trained_run}", f"files={tmp_path / 'photos'}", "topk=2", command="predict"))
+    trained = alexnet_lit.load(trained_run)
+    pictures = [Image.open(f) for f in files]
+    predicted = trained.predict(pictures, topk=2)
+    assert [[name for name, _ in top] for top in predicted] == [[r["class_name"] for r in rows[2 * i:2 * i + 2]]
+                                                               for i in range(3)]
+    assert [p for top in predicted for _, p in top] == pytest.approx([r["probability"] for r in rows], abs=1e-6)
+    transform = trained.transforms()  # one image at a time, as torchvision's weights.transforms()
+    tensors = [torchvision.io.decode_image(str(f)) for f in files]  # uint8 (3, H, W)
+    for picture, tensor in zip(pictures, tensors):
+        assert transform(picture).shape == (3, 67, 67) and torch.equal(transform(picture), transform(tensor))
+    with torch.no_grad():
+        centre = trained.net(torch.stack([transform(p) for p in pictures])).softmax(1)
+    assert centre.max(1).values.tolist() == pytest.approx([top[0][1] for top in trained.predict(pictures, 1, "center")])

@@ -130,7 +130,7 @@ def last_attempts(api_runs: list) -> list:
     return list(latest.values())
 
 
-def wandb_runs(path: str, group: str) -> list[Run]:
+def wandb_sweep_runs(path: str, group: str) -> list[Run]:
     """The runs of W&B group ``group`` in ``path`` (ENTITY/PROJECT), through the W&B API."""
     import wandb
 

@@ -26,7 +26,7 @@ from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import ImageFiles, check_orientation, check_policy, die_with_parent
 from alexnet_lit.data.ilsvrc import display_names
 from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
-from alexnet_lit.data.samples import split_samples
+from alexnet_lit.data.samples import class_names, split_samples
 from alexnet_lit.data.sampling import TrainLoader, TrainSampler, eval_sampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
 
@@ -70,6 +70,16 @@ def train_eval_subset(train: Dataset, wanted: int | None, val_size: int) -> Subs
         return None
     picked = np.random.default_rng(TRAIN_EVAL_SEED).permutation(len(train))[:wanted]
     return Subset(train, np.sort(picked).tolist())
+
+
+def data_classes(root: Path) -> tuple[list[str], str]:
+    """The classes of a data folder and where they come from: a prepared folder's
+    ``prepared.json``, else the class folders of its ``train/``."""
+    if is_prepared(root):
+        return read_meta(root)["classes"], "its prepared.json"
+    if not (root / "train").is_dir():
+        raise FileNotFoundError(f"{root}: no train/ folder of classes and no prepared.json")
+    return class_names(root / "train"), "the folders of its train/"
 
 
 def init_worker(worker_id: int) -> None:

@@ -426,7 +426,7 @@ def test_the_header_says_when_each_part_was_fixed_and_counts_the_runs_by_commit(
     text = (sweep / "report.md").read_text()
     assert "When each was fixed: Fixed before stage 1: seeds 0-1. Fixed before stage 2, after stage 1: seeds 2-3.\n" in text
     assert ("runs each: not recorded 12, `aaaaaaa-dirty` 5, `bbbbbbb` 3. With uncommitted changes (`-dirty`): "
-            "5 runs at 1 commits (`aaaaaaa`).") in text
+            "5 runs at 1 commit (`aaaaaaa`).") in text
     assert "Fixed before the sweep" not in text
     with pytest.raises(SystemExit):
         report.main([str(sweep), "--provenance", str(tmp_path / "missing.md")])

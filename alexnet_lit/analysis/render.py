@@ -171,7 +171,7 @@ def commit_lines(runs: list[Run]) -> list[str]:
                               if c != "not recorded" else f"not recorded {n}" for c, n in commits.most_common())
     return [f"Commits the runs ran at (results.json's `git_commit`), runs each: {shown_commits}. "
             + (f"With uncommitted changes (`-dirty`): {sum(commits[c] for c in dirty)} runs at "
-               f"{len(dirty)} commits ({', '.join(f'`{c[:7]}`' for c in dirty)})." if dirty
+               f"{len(dirty)} commit{'s' * (len(dirty) > 1)} ({', '.join(f'`{c[:7]}`' for c in dirty)})." if dirty
                else "None ran with uncommitted changes."), ""]
 
 
@@ -274,6 +274,11 @@ def per_seed_lines(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def bare(verdict: str) -> str:
+    """A row's verdict without the metric it is on: 'agrees (val top-1)' -> 'agrees'."""
+    return verdict.split(" (")[0]
+
+
 def holm_lines(rows: list[dict], bound: float, alpha: float) -> list[str]:
     """Holm's family: the rows tested, each one's p-values, and the rows whose verdict the
     correction changes."""
@@ -281,7 +286,6 @@ def holm_lines(rows: list[dict], bound: float, alpha: float) -> list[str]:
     if not family:
         return []
     n = {len(r["vs"][r["judged"]].paired.seeds) for r in family}
-    bare = lambda verdict: verdict.split(" (")[0]  # without the metric it is on  # noqa: E731
     changed = [f"`{r['ablation']}` ({bare(r['verdict'])} → {bare(r['holm'])})"
                for r in family if bare(r["verdict"]) != bare(r["holm"])]
     return [f"Holm's verdicts: over the {len(family)} rows with a per-row verdict from an interval, at family-wise "

@@ -167,7 +167,8 @@ def run_from_wandb(config: dict, summary: dict, state: str, source: str) -> Run:
     k_beta = lrn_cfg["k"] ** lrn_cfg["beta"] if lrn_cfg else None
     return Run("+".join(config["ablation"]), config.get("seed"), WANDB_STATUS.get(state, state), source,
                **{m: summary.get(logged_key(m)) for m in METRICS}, wall_time_s=summary.get("_runtime"),
-               lrn={n: v / k_beta for n, v in lrn.items()} if k_beta and lrn else None, setting=setting)
+               lrn={n: v / k_beta for n, v in lrn.items()} if k_beta and lrn else None, setting=setting,
+               coverage=coverage_of(config))
 
 
 def sweep_runs(sweep_dir: Path) -> tuple[list[Run], dict[Path, str], list[Path]]:

@@ -19,7 +19,7 @@ REGULARISERS = ("no_dropout", "no_augment", "no_pca", "no_weight_decay")
 LEARNED = ("learns", "learns after a loss spike", "collapsed", "unknown")  # not at chance
 BOUND = 2.0  # percentage points: the default equivalence bound
 FAMILY_ALPHA = 0.05  # the default family-wise error of Holm's verdicts
-COMPARED = {**METRICS, "clean_gap": "clean gap"}  # what each row is paired on against its partner
+COMPARED = (*METRICS, "clean_gap")  # what each row is paired on against its partner
 
 
 def paper_table(path: Path = PAPER_TABLE) -> dict[str, dict]:
@@ -117,7 +117,7 @@ def summarise(runs: list[Run], paper: dict[str, dict], bound: float = BOUND,
     learned = {name: all((r.learning or "unknown") in LEARNED for r in done[name]) for name in names}
     rows = []
     for name in names:
-        against = paper[name]["against"] if name in paper else None if name == "none" else "none"
+        against = partner(name, paper)
         arm, base = done[name], done.get(against, [])
         row = dict(ablation=name, paper=paper.get(name), against=against,
                    counts=Counter(r.status for r in runs if r.ablation == name),
@@ -139,6 +139,14 @@ def summarise(runs: list[Run], paper: dict[str, dict], bound: float = BOUND,
     return rows
 
 
+def partner(name: str, paper: dict[str, dict]) -> str | None:
+    """The arm ``name`` is paired with: the paper table's ``against``, else ``none`` (``none``
+    itself: no partner)."""
+    if name == "none":
+        return None
+    return paper[name]["against"] if name in paper else "none"
+
+
 def coverages(runs: list[Run]) -> list[dict]:
     """The runs' pool coverages (alexnet_lit.analysis.runs.coverage_of), each one once."""
     found = []
@@ -152,8 +160,8 @@ def same_drops(arm: list[Run], base: list[Run]) -> Counter:
     """Over the seeds both arms completed: how many dropped the learning rate at the same
     epochs as the partner's run (``same``), at others (``different``), or where either run
     did not record them (``not recorded``)."""
-    partner = {r.seed: r for r in base}
-    pairs = [(r, partner[r.seed]) for r in arm if r.seed in partner]
+    theirs = {r.seed: r for r in base}
+    pairs = [(r, theirs[r.seed]) for r in arm if r.seed in theirs]
     return Counter("not recorded" if a.lr_drops is None or b.lr_drops is None
                    else "same" if a.lr_drops == b.lr_drops else "different" for a, b in pairs)
 

@@ -1,7 +1,6 @@
 """A sweep's runs, read from its jobs' ``results.json`` (no network) or from the W&B API:
 one :class:`Run` each, with the errors, the setting and the learning verdict the table needs."""
 import json
-import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,23 +103,36 @@ RESULTS = {"ablation": LIST, "seed": INTEGER, "status": TEXT, "wall_time_s": NUM
 
 def checked_results(r) -> dict:
     """``r`` (a results.json as parsed) if it holds what the report reads, each key of
-    RESULTS of its type or null, the errors finite; else a ValueError naming the key."""
+    RESULTS of its type or null, the errors between 0 and 1; else a ValueError naming the key."""
     if not isinstance(r, dict):
         raise ValueError(f"not a JSON object but {json.dumps(r)[:40]}")
     for key, kind in RESULTS.items():
         value = r.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             raise ValueError(f"{key} is {json.dumps(value)[:40]}, expected {KINDS[kind]}")
-        if key.endswith("_err") and value is not None and not math.isfinite(value):
-            raise ValueError(f"{key} is {value}, not a finite error")
+        if key.endswith("_err") and value is not None and not 0 <= value <= 1:  # NaN fails both
+            raise ValueError(f"{key} is {value}, not an error between 0 and 1")
+    for key in ("ablation", "status"):
+        if key in r and r[key] is None:
+            raise ValueError(f"{key} is null")
     if not all(isinstance(name, str) for name in r.get("ablation") or []):
         raise ValueError(f"ablation is {json.dumps(r['ablation'])[:40]}, expected a list of names")
     if not all(isinstance(drop, dict) and isinstance(drop.get("epoch"), int) for drop in r.get("lr_drops") or []):
         raise ValueError("lr_drops: expected a list of {epoch, lr}")
     colour = r.get("conv1_colour") or {}
-    if colour and not all(isinstance(colour.get(key), list) for key in ("kernels", "tower_sizes", "tower_means")):
-        raise ValueError("conv1_colour: expected lists kernels, tower_sizes and tower_means")
+    if colour and not all(numbers(colour.get(key)) for key in ("kernels", "tower_sizes", "tower_means")):
+        raise ValueError("conv1_colour: expected lists of numbers kernels, tower_sizes and tower_means")
+    if not all(isinstance(layer, dict) for layer in (r.get("lrn") or {}).values()):
+        raise ValueError("lrn: expected a mapping per LRN layer")
+    learning = r.get("learning") or {}
+    if not isinstance(learning.get("verdict", ""), str) or not isinstance(learning.get("collapsed", False), bool):
+        raise ValueError("learning: expected a verdict (a string) and collapsed (true or false)")
     return r
+
+
+def numbers(values) -> bool:
+    """``values`` is a list of numbers (not booleans)."""
+    return isinstance(values, list) and all(isinstance(v, NUMBER) and not isinstance(v, bool) for v in values)
 
 
 def run_from_results(path: Path) -> Run:
@@ -131,9 +143,9 @@ def run_from_results(path: Path) -> Run:
         try:
             config = run_config(config_path) if config_path.is_file() else None
             coverage = coverage_of(config)
-        except ValueError as error:
+            setting = setting_of(config) if isinstance(config, dict) else None
+        except (ValueError, TypeError, OmegaConfBaseException) as error:
             raise ValueError(f".hydra/config.yaml: {str(error).removeprefix(f'{config_path}: ')}") from None
-        setting = setting_of(config) if isinstance(config, dict) else None
         if setting is not None:
             setting["parameters"] = r.get("params")
         learning = r.get("learning") or {}
@@ -182,7 +194,7 @@ def sweep_runs(sweep_dir: Path) -> tuple[list[Run], dict[Path, str], list[Path]]
         try:
             runs.append(run_from_results(path))
         except (OSError, ValueError) as error:
-            unreadable[path] = str(error).removeprefix(f"{path}: ")
+            unreadable[path] = " ".join(str(error).removeprefix(f"{path}: ").split())  # one line
     return runs, unreadable, sorted(jobs - {p.parent for p in results})
 
 

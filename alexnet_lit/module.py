@@ -20,6 +20,11 @@ class TopKError(MulticlassAccuracy):
         return 1 - super().compute()
 
 
+# The streams validation scores apart where it holds more than the data set's own images
+# (alexnet_lit.data.folder.ScoredImages), by the prefix their metrics log under.
+STREAMS = {"val_official": OFFICIAL, "val_held_out": HELD_OUT, "train_eval": TRAIN_EVAL}
+
+
 def view_prefix(index: int, view: str) -> str:
     """Where a validation view's metrics log: the first view as ``val/...``, the others as
     ``val_<view>/...``."""
@@ -62,8 +67,11 @@ class AlexNetModule(L.LightningModule):
     their softmax outputs, ``center`` scores the centre one, from the same forward pass.
     Where the data module's validation scores more than its data set's own validation images
     (``val_streams``, alexnet_lit.data.folder), ``val/...`` is over all validation images, and
-    with the first view ``val_official/...`` over the data set's own, ``train_eval/...`` over
-    the training images it scores the same way (centre crop, no colour noise, dropout off).
+    with the first view ``val_official/...`` over the data set's own, ``val_held_out/...``
+    over the held-out training images it holds (a split the plateau rule can monitor,
+    ``optim.scheduler.monitor=val_held_out/top1_err``, while the official images are reported),
+    ``train_eval/...`` over the training images it scores the same way (centre crop, no colour
+    noise, dropout off).
 
     ``channels_last`` and ``compile`` (conf/speed) change how fast, not what, it computes.
     """
@@ -85,7 +93,7 @@ class AlexNetModule(L.LightningModule):
         # truncates the image count when processes hold different numbers of images)
         self.val_losses = nn.ModuleList(MeanMetric() for _ in val_views)
         self.stream_metrics = nn.ModuleDict({prefix: error_metrics(num_classes, f"{prefix}/")
-                                             for prefix in ("val_official", "train_eval")})
+                                             for prefix in STREAMS})
         self.stream_losses = nn.ModuleDict({prefix: MeanMetric() for prefix in self.stream_metrics})
         self.dead_units = nn.ModuleDict({name: DeadUnits(units) for name, units in relu_units(self.net).items()})
 
@@ -134,7 +142,7 @@ class AlexNetModule(L.LightningModule):
         if not streams or self.trainer.sanity_checking:
             return  # the sanity check's first batches hold no other stream: none to compute
         datamodule_streams = self.trainer.datamodule.val_streams
-        for prefix, stream in (("val_official", OFFICIAL), ("train_eval", TRAIN_EVAL)):
+        for prefix, stream in STREAMS.items():
             if stream not in datamodule_streams or (stream == OFFICIAL and HELD_OUT not in datamodule_streams):
                 continue  # val/... is the official error where nothing is held out
             chosen = streams[0] == stream

@@ -5,18 +5,25 @@
     python -m alexnet_lit.report --figure1 SWEEP_DIR            # Figure 1 (alexnet_lit.analysis.figure1)
 
 writes ``report.md`` and ``report.png`` (into SWEEP_DIR, or ``--out``): the setting of the runs
-(network size, init, inputs, epochs, views, classes), what was fixed before the sweep (seeds,
-the equivalence bound B, the collapse rule), ``none``'s clean gap (validation minus clean
+(network size, init, inputs, epochs, views, classes), the design (seeds, the equivalence bound
+B, the collapse rule, the levels) and when each part was fixed (``--provenance FILE``: the
+table's own account, e.g. before which stage), the runs counted by the commit they ran at
+(those with uncommitted changes named), ``none``'s clean gap (validation minus clean
 training error: the condition for the regularisers' rows to mean anything), then per ablation
 our final errors (mean ± sd over seeds, n completed runs, how many collapsed), the change
-against ``none`` of the same seed with its paired t-interval (95%, or ``--confidence``) (alexnet_lit.analysis.stats; runs of
+against its partner of the same seed (``none``, or the arm the paper's table names in
+``against``) with its paired t-interval (95%, or ``--confidence``) (alexnet_lit.analysis.stats; runs of
 one seed share their random numbers), Welch's unpaired interval over the same runs beside it
 with the ratio of their widths, the paper's change (``alexnet_lit/analysis/paper_table.csv``, the one
 place its numbers live), a verdict from the paired interval (agrees or disagrees where it
-excludes 0, no effect beyond ±B where it lies inside ±B, else not resolved), the clean gap,
+excludes 0, no effect beyond ±B where it lies inside ±B, else not resolved) and beside it the
+verdict under Holm's step-down procedure over the rows (family-wise ``--alpha``, 0.05; on the
+paired t-test's p-values and, apart, TOST's for a change beyond ±B), the rows it changes named,
+the clean gap and its paired change, each pool stage's coverage (positions read / there), how
+often the learning rate dropped at the partner's epochs,
 the error on the data set's own validation images where validation holds more, whether every
 run learned, and what LRN did; then each seed's difference and Figure 3's towers (conv1's
-colour specificity). A seed where a run of the row or of ``none`` collapsed is left out of
+colour specificity, and the gap each run needed for p < 0.05). A seed where a run of the row or of its partner collapsed is left out of
 the pairs and named; the collapse rate is a column; a row with a run at chance gets no verdict. Runs still going or failed are counted as such. From W&B the
 errors are read from the runs' summaries; collapse and conv1's colours are unknown there.
 """
@@ -28,7 +35,7 @@ from alexnet_lit.analysis import figure1
 from alexnet_lit.analysis.render import chart, fmt_seeds, level, markdown
 from alexnet_lit.analysis.runs import sweep_command, sweep_runs, sweep_seeds, wandb_sweep_runs
 from alexnet_lit.analysis.stats import CONFIDENCE
-from alexnet_lit.analysis.table import BOUND, PAPER_TABLE, paper_table, summarise
+from alexnet_lit.analysis.table import BOUND, FAMILY_ALPHA, PAPER_TABLE, paper_table, summarise
 from alexnet_lit.checks import OneLineParser
 from alexnet_lit.results import shown
 from alexnet_lit.writing import replace_text
@@ -49,6 +56,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m alexnet_lit.repor
                              "multirun.yaml (every run found)")
     parser.add_argument("--confidence", type=float, default=CONFIDENCE, metavar="C", help="the level of every "
                         "interval (default 0.95); fix it before the sweep")
+    parser.add_argument("--alpha", type=float, default=FAMILY_ALPHA, metavar="A", help="the family-wise error "
+                        "of Holm's verdicts over the table's rows (default 0.05); fix it before the sweep")
+    parser.add_argument("--provenance", type=Path, metavar="FILE", help="a text file stating when each part "
+                        "of the design was fixed (before which stage), put in the report's header as it is")
     parser.add_argument("--earlier-look", type=earlier_look, metavar="SEEDS:C", help="also take every verdict on "
                         "the runs of SEEDS alone at level C (e.g. 0-9:0.95, a look at the sweep before seeds were "
                         "added), shown beside this one's, the rows whose verdict changed named")
@@ -70,8 +81,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m alexnet_lit.repor
             seed_set(args.seeds)
         except ValueError:
             parser.error(f"--seeds {args.seeds}: expected seeds such as 0-9 or 0,2,4-6")
-    if not 0 < args.confidence < 1:
-        parser.error(f"--confidence {args.confidence:g}: a level is between 0 and 1, e.g. 0.95")
+    for option, value in (("--confidence", args.confidence), ("--alpha", args.alpha)):
+        if not 0 < value < 1:
+            parser.error(f"{option} {value:g}: a level is between 0 and 1, e.g. 0.95 or 0.05")
+    try:
+        provenance = args.provenance.read_text(encoding="utf-8") if args.provenance else None
+    except (OSError, UnicodeDecodeError) as error:
+        parser.error(f"--provenance {args.provenance}: {error}")
     try:
         paper = paper_table(args.paper)
         if args.sweep_dir is not None:
@@ -85,7 +101,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m alexnet_lit.repor
         if not runs and not missing:
             why = "".join(f"; {path}: {reason}" for path, reason in unreadable.items())
             sys.exit(f"report: no runs in {args.sweep_dir or f'{args.wandb} group {args.group}'}{why}")
-        rows = summarise(runs, paper, args.bound, args.confidence)
+        rows = summarise(runs, paper, args.bound, args.confidence, args.alpha)
         earlier = None
         if args.earlier_look:
             seeds_then, confidence_then = args.earlier_look
@@ -99,7 +115,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m alexnet_lit.repor
     within = (lambda p: p.relative_to(args.sweep_dir)) if args.sweep_dir else (lambda p: p)  # named in the sweep
     replace_text(out / "report.md", markdown(rows, runs, source, command, [within(p) for p in missing], seeds,
                                              args.bound, {within(p): why for p, why in unreadable.items()},
-                                             args.confidence, earlier))
+                                             args.confidence, earlier, args.alpha, provenance))
     chart(rows, out / "report.png", args.bound, args.confidence)
     print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
     if unreadable:  # a damaged file is an error, after the report of the others

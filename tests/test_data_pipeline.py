@@ -13,6 +13,8 @@ from alexnet_lit.data.colour import IMAGENET_EIGVAL, IMAGENET_EIGVEC, PixelStats
 from alexnet_lit.data.decode import DecodeError
 from alexnet_lit.data.views import NORMALIZE, TENCROP_CENTRE, VIEWS, PaperViews
 from alexnet_lit.build import build_datamodule, build_module
+from alexnet_lit.prepare import main as prepare_main
+from alexnet_lit.testing import read_metrics
 from alexnet_lit.train import train
 from conftest import DEVICES, on_cuda, write_image
 
@@ -203,6 +205,24 @@ def test_trainer_reports_centre_and_ten_crop_and_skips_a_bad_file(compose_cfg, j
     assert f"{bad}" in (run / "skipped_images.txt").read_text()
     header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"val/top1_err", "val_tencrop/top1_err", "val_tencrop/loss"} <= set(header)
+
+
+def test_the_plateau_rule_can_monitor_the_held_out_training_images(compose_cfg, jpeg_folder, tmp_path):
+    """Prepared with --held-out-to-val (4 training images a class kept, 2 scored as validation
+    after the 3 official ones): the held-out images log as val_held_out/..., a stream the report
+    does not table, and the plateau rule runs on it (Lightning stops a run whose monitor is
+    missing); val/ and val_official/ are logged as before."""
+    prepared = tmp_path / "prepared"
+    prepare_main([str(jpeg_folder), str(prepared), "--image-size", "76", "--workers", "1",
+                  "--train-per-class", "4", "--held-out-to-val"])
+    train(compose_cfg("experiment=tiny", "data=folder", f"data.root={prepared}", "data.num_classes=3",
+                      "data.num_workers=0", "data.batch_size=6", "trainer.max_epochs=1",
+                      "optim.scheduler.monitor=val_held_out/top1_err"))
+    run = tmp_path / "run"
+    assert json.loads((run / "results.json").read_text())["status"] == "completed"
+    (row,) = [r for r in read_metrics(run) if r.get("val_held_out/top1_err")]
+    assert row["val/top1_err"] and row["val_official/top1_err"]
+    assert float(row["val_held_out/top1_err"]) * 6 == pytest.approx(round(float(row["val_held_out/top1_err"]) * 6))  # of 6
 
 
 def test_centre_and_ten_crop_from_one_pass_score_as_each_alone(compose_cfg, jpeg_folder):

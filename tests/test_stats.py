@@ -1,6 +1,6 @@
 """The table's statistics on known numbers: the paired t-interval against scipy's and by
-hand, Welch's, zero-width intervals, seeds without a partner, every verdict, and the towers'
-permutation test."""
+hand, Welch's, zero-width intervals, seeds without a partner, every verdict, the p-values and
+Holm's procedure (by hand, against scipy and statsmodels), and the towers' permutation test."""
 import math
 
 import pytest
@@ -117,3 +117,61 @@ def test_the_split_p_value_of_two_separated_groups_and_of_an_even_split():
     """Four 0s and four 1s: 2 of the C(8, 4) = 70 splits put the groups a full 1 apart."""
     assert stats.split_p_value([0, 0, 0, 0, 1, 1, 1, 1], 4) == pytest.approx(2 / 70, abs=0.006)
     assert stats.split_p_value([0, 1, 0, 1, 1, 0, 1, 0], 4) == 1.0
+
+
+def test_holm_on_a_hand_computed_family():
+    """Four p-values at family-wise 0.05: sorted 0.01 <= 0.05/4, 0.015 <= 0.05/3, 0.03 > 0.05/2
+    stops the procedure, so 0.04 (<= 0.05/1 on its own) is not rejected either."""
+    p = {"a": 0.03, "b": 0.01, "c": 0.04, "d": 0.015}
+    assert stats.holm(p, 0.05) == {"b": True, "d": True, "a": False, "c": False}
+    assert stats.holm({"a": 0.0125, "b": 0.5}, 0.05) == {"a": True, "b": False}  # 0.0125 <= 0.05/2: the bound itself
+    assert stats.holm({}, 0.05) == {}
+
+
+def test_holm_is_statsmodels_multipletests():
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    p = [0.0087, 7.9e-5, 0.22, 1e-5, 0.33, 0.0011, 0.049, 0.012, 0.006, 0.3, 3e-6, 0.0042, 0.58, 0.02]
+    for alpha in (0.05, 0.1, 0.01):
+        expected, *_ = multipletests(p, alpha=alpha, method="holm")
+        ours = stats.holm({str(i): value for i, value in enumerate(p)}, alpha)
+        assert [ours[str(i)] for i in range(len(p))] == list(expected)
+
+
+def test_the_p_values_are_scipys_two_sided_and_one_sided_paired_t_tests():
+    """TOST's p-value is the larger of the one-sided tests of the differences against -B
+    (alternative: greater) and +B (alternative: less), 4 degrees of freedom here."""
+    differences = [0.4, -0.3, 1.1, 0.2, 0.6]
+    p, tost = stats.p_values(differences, bound=2)
+    assert p == pytest.approx(scipy_stats.ttest_1samp(differences, 0).pvalue, rel=1e-12)
+    lower = scipy_stats.ttest_1samp(differences, -2, alternative="greater").pvalue
+    upper = scipy_stats.ttest_1samp(differences, 2, alternative="less").pvalue
+    assert tost == pytest.approx(max(lower, upper), rel=1e-12) and upper > lower
+    # TOST below α exactly where the 1 - 2α interval lies inside ±B
+    for alpha in (0.01, 0.025, 0.05):
+        delta = paired(dict(enumerate(differences)), dict.fromkeys(range(5), 0.0), 1 - 2 * alpha).delta
+        bound = max(-delta.low, delta.high)
+        assert stats.p_values(differences, bound * 1.001)[1] < alpha < stats.p_values(differences, bound * 0.999)[1]
+    assert stats.p_values([1.0], bound=2) is None  # one pair: no test
+    assert stats.p_values([1.0, 1.0], bound=2) == (0.0, 0.0)  # sd 0: the zero-width interval's verdicts
+    assert stats.p_values([3.0, 3.0], bound=2) == (0.0, 1.0)
+
+
+def test_family_verdicts_by_the_papers_sign_then_tost():
+    """Three rows at family-wise 0.05: 'a' rejected for a change (0.001 <= 0.05/3) against the
+    paper's sign; 'b' not (0.03 > 0.05/2), but for TOST (0.02 <= 0.05/2, after 'c''s 0.001 <=
+    0.05/3); 'c' only for TOST."""
+    rows = {"a": (0.001, 0.9, False), "b": (0.03, 0.02, True), "c": (0.5, 0.001, True)}
+    assert stats.family_verdicts(rows, 2, 0.05) == {"a": "disagrees", "b": "no effect beyond ±2",
+                                                    "c": "no effect beyond ±2"}
+    rows["b"] = (0.03, 0.04, True)  # 0.04 > 0.05/2: neither
+    assert stats.family_verdicts(rows, 2, 0.05)["b"] == "not resolved"
+    assert stats.family_verdicts({"a": (0.001, 0.9, True)}, 1.5, 0.05) == {"a": "agrees"}
+
+
+def test_the_detectable_gap_of_two_separated_groups():
+    """Four 0s and four 1s split 4/4: gaps 1 (2 of 70 splits, p about 0.029), 0.5 (32 of 70) or 0:
+    only a full 1 is detectable at 0.05; nothing at 0.01."""
+    scores = [0, 0, 0, 0, 1, 1, 1, 1]
+    assert stats.detectable_gap(scores, 4) == 1.0
+    assert stats.split_p_value(scores, 4) < 0.05 < stats.split_p_value([0, 0, 0, 1, 0, 1, 1, 1], 4)
+    assert stats.detectable_gap(scores, 4, alpha=0.01) == math.inf

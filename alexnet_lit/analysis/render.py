@@ -1,6 +1,7 @@
-"""The ablation table as ``report.md`` (the setting, what was fixed before the sweep, the rows,
-each seed's differences, Figure 3's towers) and as ``report.png`` (our paired changes beside the
-paper's)."""
+"""The ablation table as ``report.md`` (the setting, what was fixed before which stage, the
+runs' commits, the rows with their per-row and Holm verdicts, each seed's differences, Figure
+3's towers) and as ``report.png`` (our paired changes beside the paper's)."""
+import math
 import shlex
 import statistics
 import sys
@@ -8,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 from alexnet_lit.analysis.runs import METRICS, SETTING, Run
-from alexnet_lit.analysis.stats import CONFIDENCE, Delta, Stat, split_p_value
-from alexnet_lit.analysis.table import BOUND, REGULARISERS, overfit_gaps
+from alexnet_lit.analysis.stats import CONFIDENCE, Delta, Stat, detectable_gap, split_p_value
+from alexnet_lit.analysis.table import BOUND, FAMILY_ALPHA, REGULARISERS, overfit_gaps
 from alexnet_lit.results import AT_CHANCE_LOSS, AT_CHANCE_STEPS, DEAD_LAYER, shown
 from alexnet_lit.writing import save_figure
 
@@ -28,15 +29,15 @@ def fmt_delta(delta: Delta | None) -> str:
 
 
 def fmt_paired(row: dict, metric: str) -> str:
-    """The paired Δ against ``none`` and its interval ("—" for ``none`` itself)."""
-    return fmt_delta(row["vs_none"][metric].paired.delta) if row["vs_none"] else "—"
+    """The paired Δ against the row's partner and its interval ("—" for ``none`` itself)."""
+    return fmt_delta(row["vs"][metric].paired.delta) if row["vs"] else "—"
 
 
 def fmt_welch(row: dict) -> str:
     """Welch's interval on the judged metric, and how wide the paired one is beside it."""
-    if not row["vs_none"]:
+    if not row["vs"]:
         return "—"
-    comparison = row["vs_none"][row["judged"]]
+    comparison = row["vs"][row["judged"]]
     ratio = f" (paired {comparison.ratio:.2f}×)" if comparison.ratio is not None else ""
     return fmt_delta(comparison.welch) + ratio
 
@@ -53,13 +54,14 @@ def fmt_seeds(seeds: list[int]) -> str:
 
 
 def fmt_pairs(row: dict) -> str:
-    """The seeds paired on the judged metric, how many runs had no partner, and the seeds
-    left out for a collapse."""
-    if not row["vs_none"]:
+    """The partner where it is not ``none``, the seeds paired on the judged metric, how many
+    runs had no partner, and the seeds left out for a collapse."""
+    if not row["vs"]:
         return "—"
-    comparison = row["vs_none"][row["judged"]]
+    comparison = row["vs"][row["judged"]]
     pairs = comparison.paired
-    parts = [f"seeds {fmt_seeds(pairs.seeds)}" if pairs.seeds else "none"]
+    parts = [f"against `{row['against']}`"] * (row["against"] != "none")
+    parts.append(f"seeds {fmt_seeds(pairs.seeds)}" if pairs.seeds else "none")
     if pairs.left_out:
         parts.append(f"{pairs.left_out} left out")
     if comparison.collapsed:
@@ -78,6 +80,23 @@ def fmt_learning(learning: Counter) -> str:
 
 def fmt_lrn(lrn: dict[str, float]) -> str:
     return ", ".join(f"{name} {ratio:.2f}" for name, ratio in lrn.items()) if lrn else "off"
+
+
+def fmt_coverage(coverages: list[dict]) -> str:
+    """'pool1 196/225, pool2 36/49, pool5 4/9'; the arm's distinct coverages apart."""
+    return " / ".join(", ".join(f"{name} {read}/{there}" for name, (read, there) in c.items()) or "no pools"
+                      for c in coverages) or "—"
+
+
+def fmt_drops(drops: Counter | None) -> str:
+    """'same in 12 of 20, not recorded in 3'; 'not recorded' where no pair recorded its drops."""
+    if not drops:
+        return "—"
+    recorded = drops["same"] + drops["different"]
+    if not recorded:
+        return "not recorded"
+    missing = f", not recorded in {drops['not recorded']}" if drops["not recorded"] else ""
+    return f"same in {drops['same']} of {recorded}{missing}"
 
 
 def fmt_paper(row: dict, key: str) -> str:
@@ -126,16 +145,34 @@ def level(confidence: float) -> str:
     return f"{100 * confidence:g}%"
 
 
-def fixed_line(runs: list[Run], seeds: str | None, bound: float, confidence: float = CONFIDENCE) -> list[str]:
-    """What was fixed before the sweep: adding seeds until a verdict appears is optional stopping."""
+def fixed_line(runs: list[Run], seeds: str | None, bound: float, confidence: float = CONFIDENCE,
+               alpha: float = FAMILY_ALPHA, provenance: str | None = None) -> list[str]:
+    """The design the verdicts rest on, and when each part of it was fixed (``provenance``:
+    the table's own account, e.g. its README's stages; unstated without it): adding seeds
+    until a verdict appears is optional stopping."""
     found = fmt_seeds({r.seed for r in runs if r.seed is not None}) or "none"
     sweep = f"`{seeds}` (the sweep's), runs found for seeds {found}" if seeds else f"{found} (the runs')"
-    return [f"Fixed before the sweep: the seeds, {sweep}; the equivalence bound B = ±{bound:g} points; and "
+    when = f"When each was fixed: {provenance.strip()}" if provenance else \
+        "When each was fixed is not stated here (`--provenance FILE` states it)."
+    return [f"The design: the seeds, {sweep}; the equivalence bound B = ±{bound:g} points; "
             f"the collapse rule: a run collapsed where a ReLU layer has more than {DEAD_LAYER:.0%} of its "
             f"units silent on every image its last validation scored, or where its training loss stayed "
             f"above {AT_CHANCE_LOSS:g} ln(classes) for more than {AT_CHANCE_STEPS:.0%} of the steps of its second half "
-            f"(alexnet_lit.results); the intervals' level, {level(confidence)}. Adding seeds until a verdict appears "
-            "would be optional stopping.", ""]
+            f"(alexnet_lit.results); the intervals' level, {level(confidence)}; Holm's family-wise error, "
+            f"{alpha:g}. Adding seeds until a verdict appears would be optional stopping.", "", when, ""]
+
+
+def commit_lines(runs: list[Run]) -> list[str]:
+    """The runs counted by the commit they ran at (results.json's ``git_commit``), those with
+    uncommitted changes (``-dirty``) named."""
+    commits = Counter(r.git_commit or "not recorded" for r in runs)
+    dirty = [c for c in commits if c.endswith("-dirty")]
+    shown_commits = ", ".join(f"`{c[:7]}{'-dirty' if c in dirty else ''}` {n}"
+                              if c != "not recorded" else f"not recorded {n}" for c, n in commits.most_common())
+    return [f"Commits the runs ran at (results.json's `git_commit`), runs each: {shown_commits}. "
+            + (f"With uncommitted changes (`-dirty`): {sum(commits[c] for c in dirty)} runs at "
+               f"{len(dirty)} commit{'s' * (len(dirty) > 1)} ({', '.join(f'`{c[:7]}`' for c in dirty)})." if dirty
+               else "None ran with uncommitted changes."), ""]
 
 
 GAP_TRAINING = {  # the training error a gap is measured against, the first the runs have
@@ -160,13 +197,15 @@ def overfitting_line(runs: list[Run]) -> list[str]:
     return []
 
 
-def header_lines(rows: list[dict], bound: float, confidence: float = CONFIDENCE) -> list[str]:
+def header_lines(rows: list[dict], bound: float, confidence: float = CONFIDENCE,
+                 alpha: float = FAMILY_ALPHA) -> list[str]:
     """The table's key, and which columns it has."""
     official = " *official val*: the error on the data set's own validation images (validation " \
                "also holds held-out training images)." if any_official(rows) else ""
     return [
         f"Final-epoch error in %, mean ± sd over the n completed runs (seeds). Δ is the change against "
-        "`none` of the same seed in percentage points, mean over the seeds both have, with its paired "
+        "the row's partner of the same seed (`none` unless *pairs* names another) in percentage points, "
+        "mean over the seeds both have, with its paired "
         f"{level(confidence)} t-interval in brackets (runs of one seed share their data order, augmentation and the "
         "initial weights of every unchanged layer); *Welch* gives the unpaired interval over the same "
         "runs on the verdict's metric and the paired interval's width over Welch's; *pairs*: the "
@@ -175,11 +214,18 @@ def header_lines(rows: list[dict], bound: float, confidence: float = CONFIDENCE)
         "direction. *Verdict*, from the paired interval on the metric in brackets: *agrees* or "
         f"*disagrees* where it excludes 0, *no effect beyond ±{bound:g}* where it lies inside "
         f"±{bound:g} points (B), *not resolved* otherwise (also with one pair); a claim on training "
-        "error is judged on the clean training error where every run has it. *Clean train*: "
+        "error is judged on the clean training error where every run has it; a row whose paper "
+        "claim is on overfitting is also judged on the clean gap (*(clean gap)*). *Holm verdict*: "
+        f"the same metric under Holm's step-down procedure at family-wise error {alpha:g} (below "
+        "the table). *Clean train*: "
         "training images scored as validation scores its own; *clean gap*: val top-1 minus clean "
-        "train top-1. *Collapsed*: runs that collapsed under the rule above (results.json's "
-        "`learning.collapsed`): the arm's collapse rate; a seed where the run of the row or of `none` "
-        "collapsed is left out of the pairs (named in *pairs*), its runs kept in the means; a row where a run of it or of `none` ended at chance gets no verdict. "
+        "train top-1, *Δ clean gap* its paired change. *Pool coverage*: per pool stage, the "
+        "positions its windows read over the positions there (alexnet_lit.model.pool_coverage, "
+        "from each run's `.hydra/config.yaml`). *LR drops*: over the paired seeds, how often the "
+        "run's learning rate dropped at the same epochs as its partner's (results.json's "
+        "`lr_drops`; *not recorded* where either run predates them). *Collapsed*: runs that collapsed under the rule above (results.json's "
+        "`learning.collapsed`): the arm's collapse rate; a seed where the run of the row or of its partner "
+        "collapsed is left out of the pairs (named in *pairs*), its runs kept in the means; a row where a run of it or of its partner ended at chance gets no verdict. "
         "*Learning*: each run's verdict from results.json (a loss spike: a training loss above 3 "
         "ln(classes); at chance: final val accuracy within 3 binomial sd of 1/classes). *LRN*: each "
         "LRN layer's mean divisor (k + α Σa²)^β at the last validation over k^β; 1.00 is a constant "
@@ -195,7 +241,8 @@ def any_official(rows: list[dict]) -> bool:
 
 COLUMNS = ["ablation", "component switched off", "n", "collapsed", "val top-1 %", "Δ top-1", "paper",
            "val top-5 %", "Δ top-5", "paper", "train top-1 %", "Δ train top-1", "clean train top-1 %",
-           "Δ clean train top-1", "clean gap", "verdict", "Welch", "pairs", "learning", "LRN"]
+           "Δ clean train top-1", "clean gap", "Δ clean gap", "verdict", "Holm verdict", "Welch", "pairs",
+           "learning", "LRN", "pool coverage", "LR drops as partner's"]
 OFFICIAL_COLUMNS = ["official val top-1 %", "Δ official top-1", "official val top-5 %", "Δ official top-5"]
 
 
@@ -207,23 +254,61 @@ def table_row(row: dict, official: bool) -> str:
              fmt_stat(s["val_top5"]), fmt_paired(row, "val_top5"), fmt_paper(row, "paper_top5"),
              fmt_stat(s["train_top1"]), fmt_paired(row, "train_top1"),
              fmt_stat(s["train_eval_top1"]), fmt_paired(row, "train_eval_top1"), fmt_stat(row["gap"]),
-             row["verdict"], fmt_welch(row), fmt_pairs(row), fmt_learning(row["learning"]), fmt_lrn(row["lrn"])]
+             fmt_paired(row, "clean_gap"), row["verdict"], row["holm"], fmt_welch(row), fmt_pairs(row),
+             fmt_learning(row["learning"]), fmt_lrn(row["lrn"]), fmt_coverage(row["coverage"]), fmt_drops(row["lr_drops"])]
     if official:
         cells += [cell for m in OFFICIAL for cell in (fmt_stat(s[m]), fmt_paired(row, m))]
     return "| " + " | ".join(cells) + " |"
 
 
 def per_seed_lines(rows: list[dict]) -> list[str]:
-    """Each paired seed's difference against ``none`` on the verdict's metric."""
-    lines = ["Per-seed differences against `none` (percentage points, on the verdict's metric; a seed "
-             "where the run of the row or of `none` collapsed is left out of the pairs):", ""]
+    """Each paired seed's difference against the row's partner on the verdict's metric."""
+    lines = ["Per-seed differences against the row's partner (percentage points, on the verdict's metric; a seed "
+             "where the run of the row or of its partner collapsed is left out of the pairs):", ""]
     for row in rows:
-        if not row["vs_none"]:
+        if not row["vs"]:
             continue
-        pairs = row["vs_none"][row["judged"]].paired
+        pairs = row["vs"][row["judged"]].paired
         values = ", ".join(f"{seed}: {d:+.1f}" for seed, d in pairs.differences.items())
         lines.append(f"- `{row['ablation']}` ({METRICS[row['judged']]}, {fmt_pairs(row)}): {values or '—'}")
     return lines + [""]
+
+
+def bare(verdict: str) -> str:
+    """A row's verdict without the metric it is on: 'agrees (val top-1)' -> 'agrees'."""
+    return verdict.split(" (")[0]
+
+
+def holm_lines(rows: list[dict], bound: float, alpha: float) -> list[str]:
+    """Holm's family: the rows tested, each one's p-values, and the rows whose verdict the
+    correction changes."""
+    family = [r for r in rows if r["p"]]
+    if not family:
+        return []
+    n = {len(r["vs"][r["judged"]].paired.seeds) for r in family}
+    changed = [f"`{r['ablation']}` ({bare(r['verdict'])} → {bare(r['holm'])})"
+               for r in family if bare(r["verdict"]) != bare(r["holm"])]
+    return [f"Holm's verdicts: over the {len(family)} rows with a per-row verdict from an interval, at family-wise "
+            f"error {alpha:g}, Holm's step-down procedure (the k-th smallest of the {len(family)} p-values rejected "
+            f"where it and every smaller one is at most {alpha:g} / ({len(family)} - k + 1)), applied to the "
+            "two-sided paired t-test of no change on each row's verdict metric (n - 1 degrees of freedom, "
+            f"n = {'/'.join(map(str, sorted(n)))} pairs) and, apart, to TOST's p-value of a change beyond ±{bound:g} "
+            "(the larger of the two one-sided paired t-tests): a change rejected agrees or disagrees by the "
+            f"paper's sign; else TOST rejected, no effect beyond ±{bound:g} (the row's interval at the "
+            "corrected level lies inside ±B); else not resolved. The clean gap's verdict is per row only.", "",
+            *(f"- `{r['ablation']}`: p = {r['p'][0]:.2g}, TOST p = {r['p'][1]:.2g}" for r in family), "",
+            f"Changed by the correction: {', '.join(changed)}." if changed else "No verdict changed by the correction.", ""]
+
+
+def fmt_needed(needed: list[float]) -> str:
+    """The gaps the runs' towers needed for p < 0.05, and how many runs no gap could reach
+    (too few kernels a tower)."""
+    finite = [q for q in needed if math.isfinite(q)]
+    parts = [f"the gap needed for p < 0.05 {fmt_stat(Stat.of(finite), 3)} ({min(finite):.3f} to {max(finite):.3f})"] \
+        if finite else []
+    if len(finite) < len(needed):
+        parts.append(f"in {len(needed) - len(finite)} runs no split of their kernels reaches p < 0.05")
+    return ", ".join(parts)
 
 
 def figure3_lines(runs: list[Run]) -> list[str]:
@@ -236,19 +321,22 @@ def figure3_lines(runs: list[Run]) -> list[str]:
     more = [max(r.conv1_colour["tower_means"]) for r in towers]
     less = [min(r.conv1_colour["tower_means"]) for r in towers]
     p = [split_p_value(r.conv1_colour["kernels"], r.conv1_colour["tower_sizes"][0]) for r in towers]
+    needed = [detectable_gap(r.conv1_colour["kernels"], r.conv1_colour["tower_sizes"][0]) for r in towers]
     lines = ["## Figure 3: conv1's colour specificity per tower", "",
              "The paper: in every run one tower's conv1 kernels are largely colour-agnostic, the other's "
              "colour-specific. Which GPU gets which tower is arbitrary, so each run's towers are compared as "
              "its more and its less colour-specific one (a kernel's share of energy off the grey axis, "
              "alexnet_lit.inspect.pictures.colour_specificity, averaged over the tower: 0 grey, 2/3 one channel); "
              "*p*: how often a random split of the same run's conv1 kernels into groups of the towers' "
-             "sizes is as far apart (10,000 splits).", "",
+             "sizes is as far apart (10,000 splits); *needs*: the gap a run's towers must reach for p < 0.05, "
+             "the smallest of its random splits' gaps with p < 0.05 (about their 95th percentile): what the test could detect.", "",
              f"`none`, {len(towers)} two-tower runs: the more colour-specific tower {fmt_stat(Stat.of(more), 3)}, "
              f"the less {fmt_stat(Stat.of(less), 3)}, difference "
              f"{fmt_stat(Stat.of([a - b for a, b in zip(more, less)]), 3)}; further apart than random splits "
-             f"(p < 0.05) in {sum(x < 0.05 for x in p)} of {len(towers)} runs.", ""]
+             f"(p < 0.05) in {sum(x < 0.05 for x in p)} of {len(towers)} runs; {fmt_needed(needed)}.", ""]
     lines += [f"- seed {r.seed}: {a:.3f} against {b:.3f} (tower {1 + r.conv1_colour['tower_means'].index(a)} "
-              f"the more colour-specific), p = {x:.3f}" for r, a, b, x in zip(towers, more, less, p)]
+              f"the more colour-specific), p = {x:.3f}, " + (f"needs {q:.3f}" if math.isfinite(q) else "no split reaches p < 0.05")
+              for r, a, b, x, q in zip(towers, more, less, p, needed)]
     return lines + [""]
 
 
@@ -272,7 +360,8 @@ def earlier_lines(rows: list[dict], earlier: tuple[str, dict[str, str]] | None) 
 
 def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None, missing: list[Path],
              seeds: str | None = None, bound: float = BOUND, unreadable: dict[Path, str] | None = None,
-             confidence: float = CONFIDENCE, earlier: tuple[str, dict[str, str]] | None = None) -> str:
+             confidence: float = CONFIDENCE, earlier: tuple[str, dict[str, str]] | None = None,
+             alpha: float = FAMILY_ALPHA, provenance: str | None = None) -> str:
     official = any_official(rows)
     columns = COLUMNS + (OFFICIAL_COLUMNS if official else [])
     lines = [
@@ -280,8 +369,8 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
         f"Source: {source}  ", *([f"Sweep: `{command}`  "] if command else []),
         f"Training time: {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min, summed over the runs  ",
         f"Report: `python -m alexnet_lit.report {shlex.join(shown_argv(sys.argv[1:]))}`", "",
-        *setting_lines(runs), "", *fixed_line(runs, seeds, bound, confidence), *overfitting_line(runs),
-        *header_lines(rows, bound, confidence),
+        *setting_lines(runs), "", *fixed_line(runs, seeds, bound, confidence, alpha, provenance),
+        *commit_lines(runs), *overfitting_line(runs), *header_lines(rows, bound, confidence, alpha),
         "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
         *(table_row(row, official) for row in rows), "",
     ]
@@ -291,7 +380,7 @@ def markdown(rows: list[dict], runs: list[Run], source: str, command: str | None
     if unreadable:
         lines += ["Unreadable results, left out of the table:", "",
                   *(f"- `{p}`: {why}" for p, why in unreadable.items()), ""]
-    lines += [*earlier_lines(rows, earlier), *per_seed_lines(rows), *figure3_lines(runs), "What the paper says:", ""]
+    lines += [*holm_lines(rows, bound, alpha), *earlier_lines(rows, earlier), *per_seed_lines(rows), *figure3_lines(runs), "What the paper says:", ""]
     lines += [f"- `{r['ablation']}`: {r['paper']['paper_says']}" for r in rows if r["paper"]]
     return "\n".join(lines) + "\n"
 
@@ -307,7 +396,7 @@ def chart(rows: list[dict], path: Path, bound: float = BOUND, confidence: float 
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
     ys = range(len(rows))
     for ax, metric, key in zip(axes, ("val_top1", "val_top5"), ("paper_top1", "paper_top5")):
-        ours = [r["vs_none"][metric].paired.delta or Delta(float("nan")) for r in rows]
+        ours = [r["vs"][metric].paired.delta or Delta(float("nan")) for r in rows]
         paper = [r["paper"][key] if r["paper"] and r["paper"][key] is not None else float("nan") for r in rows]
         errors = [[d.value - d.low if d.low is not None else 0 for d in ours],
                   [d.high - d.value if d.high is not None else 0 for d in ours]]

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from alexnet_lit.model import pool_coverage
 from alexnet_lit.results import shown_override
 from alexnet_lit.trust import run_config
 
@@ -42,6 +44,16 @@ class Run:
     lrn: dict | None = None  # per LRN layer: the divisor's mean over k ** beta
     setting: dict | None = None  # what the run was (SETTING's keys)
     conv1_colour: dict | None = None  # results.conv1_colour: Figure 3's scores, per tower
+    lr_drops: list[int] | None = None  # the epochs its learning rate dropped at; None: not recorded
+    git_commit: str | None = None  # the commit it ran at, ``-dirty`` with uncommitted changes
+    coverage: dict | None = None  # per pool stage: (positions its windows read, positions there)
+
+    @property
+    def clean_gap(self) -> float | None:
+        """Validation minus clean training top-1 error."""
+        if self.val_top1 is None or self.train_eval_top1 is None:
+            return None
+        return self.val_top1 - self.train_eval_top1
 
 
 # What a comparison with the paper must state about the runs behind it (the config's keys).
@@ -61,6 +73,19 @@ def setting_of(config: dict) -> dict:
     return values
 
 
+def coverage_of(config: dict | None) -> dict | None:
+    """Per pool stage of the run's network, the positions its windows read and those there
+    (alexnet_lit.model.pool_coverage), from the config's ``model`` node, resolved; None without one."""
+    model = OmegaConf.select(OmegaConf.create(config), "model", default=None) if isinstance(config, dict) else None
+    if not OmegaConf.is_dict(model) or "features" not in model:
+        return None
+    try:
+        model = OmegaConf.to_container(model, resolve=True)
+        return pool_coverage(model["features"], model["input_size"], model.get("pool"))
+    except (OmegaConfBaseException, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"model: not a network's layer table ({type(error).__name__}: {error})") from None
+
+
 def lrn_ratios(lrn: dict | None) -> dict | None:
     """Each LRN layer's mean divisor over k ** beta: 1.0 is a constant rescale."""
     if not lrn:
@@ -68,24 +93,75 @@ def lrn_ratios(lrn: dict | None) -> dict | None:
     return {name: s["divisor_mean"] / s["k_beta"] for name, s in lrn.items() if s.get("divisor_mean")}
 
 
+# results.json's keys the report reads, with the type each may hold besides null
+NUMBER, INTEGER, TEXT, LIST, MAPPING = (int, float), int, str, list, dict
+KINDS = {NUMBER: "a number", INTEGER: "an integer", TEXT: "a string", LIST: "a list", MAPPING: "a mapping"}
+RESULTS = {"ablation": LIST, "seed": INTEGER, "status": TEXT, "wall_time_s": NUMBER, "params": INTEGER,
+           "learning": MAPPING, "lrn": MAPPING, "conv1_colour": MAPPING, "lr_drops": LIST, "git_commit": TEXT,
+           **{f"{m}_err": NUMBER for m in METRICS}}
+
+
+def checked_results(r) -> dict:
+    """``r`` (a results.json as parsed) if it holds what the report reads, each key of
+    RESULTS of its type or null, the errors between 0 and 1; else a ValueError naming the key."""
+    if not isinstance(r, dict):
+        raise ValueError(f"not a JSON object but {json.dumps(r)[:40]}")
+    for key, kind in RESULTS.items():
+        value = r.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ValueError(f"{key} is {json.dumps(value)[:40]}, expected {KINDS[kind]}")
+        if key.endswith("_err") and value is not None and not 0 <= value <= 1:  # NaN fails both
+            raise ValueError(f"{key} is {value}, not an error between 0 and 1")
+    for key in ("ablation", "status"):
+        if key in r and r[key] is None:
+            raise ValueError(f"{key} is null")
+    if not all(isinstance(name, str) for name in r.get("ablation") or []):
+        raise ValueError(f"ablation is {json.dumps(r['ablation'])[:40]}, expected a list of names")
+    if not all(isinstance(drop, dict) and isinstance(drop.get("epoch"), int) for drop in r.get("lr_drops") or []):
+        raise ValueError("lr_drops: expected a list of {epoch, lr}")
+    colour = r.get("conv1_colour") or {}
+    if colour and not all(numbers(colour.get(key)) for key in ("kernels", "tower_sizes", "tower_means")):
+        raise ValueError("conv1_colour: expected lists of numbers kernels, tower_sizes and tower_means")
+    if not all(isinstance(layer, dict) for layer in (r.get("lrn") or {}).values()):
+        raise ValueError("lrn: expected a mapping per LRN layer")
+    learning = r.get("learning") or {}
+    if not isinstance(learning.get("verdict", ""), str) or not isinstance(learning.get("collapsed", False), bool):
+        raise ValueError("learning: expected a verdict (a string) and collapsed (true or false)")
+    return r
+
+
+def numbers(values) -> bool:
+    """``values`` is a list of numbers (not booleans)."""
+    return isinstance(values, list) and all(isinstance(v, NUMBER) and not isinstance(v, bool) for v in values)
+
+
 def run_from_results(path: Path) -> Run:
     """A job folder's ``results.json`` (alexnet_lit/results.py) and ``.hydra/config.yaml``."""
+    config_path = path.parent / ".hydra" / "config.yaml"
     try:
-        r = json.loads(path.read_text())
-        config = path.parent / ".hydra" / "config.yaml"
-        setting = setting_of(run_config(config)) if config.is_file() else None
+        r = checked_results(json.loads(path.read_text()))
+        try:
+            config = run_config(config_path) if config_path.is_file() else None
+            coverage = coverage_of(config)
+            setting = setting_of(config) if isinstance(config, dict) else None
+        except (ValueError, TypeError, OmegaConfBaseException) as error:
+            raise ValueError(f".hydra/config.yaml: {str(error).removeprefix(f'{config_path}: ')}") from None
         if setting is not None:
             setting["parameters"] = r.get("params")
         learning = r.get("learning") or {}
+        drops = r.get("lr_drops")
         return Run("+".join(r["ablation"]), r["seed"], r["status"], str(path.parent),
                    **{m: r[f"{m}_err"] if m in PAPER_METRICS else r.get(f"{m}_err") for m in METRICS},
                    wall_time_s=r["wall_time_s"], learning=learning.get("verdict"),
                    collapsed=learning.get("collapsed"), lrn=lrn_ratios(r.get("lrn")), setting=setting,
-                   conv1_colour=r.get("conv1_colour"))
+                   conv1_colour=r.get("conv1_colour"), lr_drops=None if drops is None else [d["epoch"] for d in drops],
+                   git_commit=r.get("git_commit"), coverage=coverage)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
     except KeyError as error:
         raise ValueError(f"{path}: no key {error}; written by an older alexnet_lit?") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def logged_key(metric: str) -> str:
@@ -103,7 +179,8 @@ def run_from_wandb(config: dict, summary: dict, state: str, source: str) -> Run:
     k_beta = lrn_cfg["k"] ** lrn_cfg["beta"] if lrn_cfg else None
     return Run("+".join(config["ablation"]), config.get("seed"), WANDB_STATUS.get(state, state), source,
                **{m: summary.get(logged_key(m)) for m in METRICS}, wall_time_s=summary.get("_runtime"),
-               lrn={n: v / k_beta for n, v in lrn.items()} if k_beta and lrn else None, setting=setting)
+               lrn={n: v / k_beta for n, v in lrn.items()} if k_beta and lrn else None, setting=setting,
+               coverage=coverage_of(config))
 
 
 def sweep_runs(sweep_dir: Path) -> tuple[list[Run], dict[Path, str], list[Path]]:
@@ -117,7 +194,7 @@ def sweep_runs(sweep_dir: Path) -> tuple[list[Run], dict[Path, str], list[Path]]
         try:
             runs.append(run_from_results(path))
         except (OSError, ValueError) as error:
-            unreadable[path] = str(error).removeprefix(f"{path}: ")
+            unreadable[path] = " ".join(str(error).removeprefix(f"{path}: ").split())  # one line
     return runs, unreadable, sorted(jobs - {p.parent for p in results})
 
 

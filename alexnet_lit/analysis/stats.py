@@ -1,7 +1,9 @@
 """The ablation table's statistics (no I/O): a sample's mean and sd, the difference of two
 arms with a t-interval (95% unless told), paired over seeds (common random numbers, alexnet_lit.build) or
-unpaired (Welch's), the verdict a paired interval gives against the paper's sign, and a
-permutation test of two groups of scores (Figure 3's towers)."""
+unpaired (Welch's), the verdict a paired interval gives against the paper's sign, the paired
+t-test's p-values (of no change, and TOST's of a change beyond ±B) with Holm's step-down
+procedure over a family of rows, and a permutation test of two groups of scores (Figure 3's
+towers)."""
 import math
 import statistics
 from dataclasses import dataclass
@@ -111,13 +113,72 @@ def verdict(delta: Delta | None, sign: int, bound: float) -> str:
     return NOT_RESOLVED
 
 
+def p_values(differences: list[float], bound: float) -> tuple[float, float] | None:
+    """The paired t-tests on per-seed differences (n - 1 degrees of freedom): the two-sided
+    p-value of no change, and TOST's p-value of a change beyond ±``bound`` (the larger of the
+    one-sided p-values of H0 Δ <= -bound and of H0 Δ >= +bound; below α exactly where the
+    1 - 2α interval lies inside ±bound). None with fewer than two differences. Differences
+    all equal (sd 0) give 0 or 1, as their zero-width interval excludes 0 or lies inside ±bound."""
+    d = Stat.of(differences)
+    if d is None or d.sd is None:
+        return None
+    if d.sd == 0:
+        return float(abs(d.mean) <= TOLERANCE), float(abs(d.mean) >= bound + TOLERANCE)
+    se, dof = d.sd / math.sqrt(d.n), d.n - 1
+    effect = 2 * scipy_stats.t.sf(abs(d.mean) / se, dof)
+    tost = max(scipy_stats.t.sf((d.mean + bound) / se, dof), scipy_stats.t.sf((bound - d.mean) / se, dof))
+    return float(effect), float(tost)
+
+
+def holm(p: dict[str, float], alpha: float) -> dict[str, bool]:
+    """Holm's step-down procedure at family-wise error ``alpha``: the k-th smallest of m
+    p-values (k from 1) is rejected if it and every smaller one is at most alpha / (m - k + 1)."""
+    rejected, going = {}, True
+    for k, (name, value) in enumerate(sorted(p.items(), key=lambda kv: kv[1])):
+        going = going and value <= alpha / (len(p) - k)
+        rejected[name] = going
+    return rejected
+
+
+def family_verdicts(rows: dict[str, tuple[float, float, bool]], bound: float, alpha: float) -> dict[str, str]:
+    """Each row's verdict under Holm at family-wise ``alpha``, applied to the rows' p-values of
+    no change and, apart, to their TOST p-values (``rows``: name -> (p, TOST p, whether the
+    change has the paper's sign)): a change rejected is *agrees* or *disagrees*; else TOST
+    rejected, *no effect beyond ±bound*; else *not resolved*."""
+    effect = holm({name: p for name, (p, _, _) in rows.items()}, alpha)
+    equivalent = holm({name: tost for name, (_, tost, _) in rows.items()}, alpha)
+    verdicts = {}
+    for name, (_, _, as_paper) in rows.items():
+        if effect[name]:
+            verdicts[name] = AGREES if as_paper else DISAGREES
+        else:
+            verdicts[name] = f"no effect beyond ±{bound:g}" if equivalent[name] else NOT_RESOLVED
+    return verdicts
+
+
+def split_gaps(scores: list[float], first: int, draws: int = 10_000, seed: int = 0) -> np.ndarray:
+    """The gap between the groups' means of ``draws`` random splits of ``scores`` into
+    groups of ``first`` and the rest: the permutation distribution."""
+    values = np.asarray(scores, dtype=float)
+    shuffled = np.random.default_rng(seed).permuted(np.broadcast_to(values, (draws, len(values))), axis=1)
+    return np.abs(shuffled[:, :first].mean(1) - shuffled[:, first:].mean(1))
+
+
 def split_p_value(scores: list[float], first: int, draws: int = 10_000, seed: int = 0) -> float:
     """How often a random split of ``scores`` into groups of ``first`` and the rest gives as
     large a gap between the groups' means as the split given (the first ``first`` scores):
     a permutation p-value, (1 + as large) / (1 + draws)."""
     values = np.asarray(scores, dtype=float)
     observed = abs(values[:first].mean() - values[first:].mean())
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permuted(np.broadcast_to(values, (draws, len(values))), axis=1)
-    gaps = np.abs(shuffled[:, :first].mean(1) - shuffled[:, first:].mean(1))
+    gaps = split_gaps(scores, first, draws, seed)
     return float((1 + (gaps >= observed - TOLERANCE).sum()) / (1 + draws))
+
+
+def detectable_gap(scores: list[float], first: int, alpha: float = 0.05, draws: int = 10_000, seed: int = 0) -> float:
+    """The smallest gap between the groups' means with split_p_value below ``alpha`` (the same
+    random splits): what the test could detect in these scores, about the permutation
+    distribution's 1 - alpha quantile; inf where no gap is."""
+    gaps = np.sort(split_gaps(scores, first, draws, seed))
+    p = (1 + len(gaps) - np.searchsorted(gaps, gaps - TOLERANCE, side="left")) / (1 + draws)
+    detected = gaps[p < alpha]
+    return float(detected.min()) if detected.size else math.inf

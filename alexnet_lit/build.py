@@ -82,7 +82,7 @@ def save_config(cfg: DictConfig) -> None:
     """The command's config as Hydra would save it (``config.yaml`` as composed, ``hydra.yaml``,
     ``overrides.yaml``) in ``paths.config_dir`` of its run folder, each file written by replacing
     it (alexnet_lit.writing), never through a link planted there."""
-    if not cfg.paths.get("config_dir"):
+    if not cfg.paths.get("config_dir") or not HydraConfig.initialized():  # called from Python: no Hydra to save
         return
     hydra_cfg = HydraConfig.get()
     folder = Path(cfg.paths.output_dir) / cfg.paths.config_dir

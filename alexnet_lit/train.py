@@ -45,6 +45,7 @@ def train(cfg: DictConfig) -> dict:
     # one job in a run folder at a time; its other processes share the lock of process 0
     with run_folder_lock(out) if run.trainer.global_rank == 0 else nullcontext():
         if launches_from_command_line(run.trainer):  # a DDP job in a multirun
+            save_config(cfg)  # its torchrun processes save none
             return train_under_torchrun(run.trainer, out)
         ckpt_path = resume_path(cfg.get("ckpt_path"), last_checkpoint_path(run.trainer))
         try:

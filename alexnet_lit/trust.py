@@ -18,6 +18,7 @@ NETWORKS = ("alexnet_lit.model.AlexNet",)
 DATA_MODULES = ("alexnet_lit.data.folder.FolderDataModule", "alexnet_lit.data.synthetic.SyntheticDataModule",
                 "alexnet_lit.data.cifar.CIFAR10DataModule")
 PLAIN = (type(None), bool, int, float, str)
+BUILT = ("model", "data")  # a run config's nodes this project builds objects from
 # Classes that have moved since checkpoints named them in their config (``_target_``): a run saved
 # before the move is still this job's.
 MOVED = {f"alexnet_lit.{old}": f"alexnet_lit.{new}" for old, new in (
@@ -130,9 +131,12 @@ def _targets(node, key: str):
 
 
 def run_config(path: Path) -> dict:
-    """A run folder's ``.hydra/config.yaml`` (as saved, unresolved), checked."""
+    """A run folder's ``.hydra/config.yaml`` (as saved, unresolved), its :data:`BUILT` nodes
+    checked (the others, a user's own callbacks among them, are never built from a file)."""
     try:
         config = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as err:  # noqa: BLE001 (any YAML error: one line naming the file)
         raise UntrustedFile(f"{path}: not a run's config ({type(err).__name__}: {err})") from None
-    return checked(config, path)
+    if not isinstance(config, dict):
+        raise UntrustedFile(f"{path}: not a run's config (a {type(config).__name__}, not a mapping)")
+    return {**config, **{node: checked(config[node], path, node) for node in BUILT if node in config}}

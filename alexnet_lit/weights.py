@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from alexnet_lit.results import CheckpointRun
-from alexnet_lit.trust import checked
+from alexnet_lit.trust import BUILT, checked
 
 # torchvision.models.alexnet: features.{0,3,6,8,10} are conv1..conv5, classifier.{1,4,6} fc6..fc8
 TORCHVISION_NAMES = {"features.0": "features.conv1", "features.3": "features.conv2",
@@ -78,11 +78,16 @@ def read_file(path: str | Path, mmap: bool = False) -> dict:
 
 
 def check_configs(contents: dict, path: Path) -> None:
-    """A checkpoint's configs, its hyper-parameters and its run record, are data: plain values,
-    and no ``_target_`` but this project's (alexnet_lit.trust), whatever reads the file."""
-    for key in ("hyper_parameters", CheckpointRun.KEY):
-        if key in contents:
-            checked(contents[key], path, key)
+    """A checkpoint's network and data configs (its hyper-parameters, its run record's ``model``
+    and ``data``) are data: plain values, and no ``_target_`` but this project's
+    (alexnet_lit.trust), whatever reads the file. The record's other nodes (callbacks, a user's
+    own among them) are never built from a file."""
+    if "hyper_parameters" in contents:
+        checked(contents["hyper_parameters"], path, "hyper_parameters")
+    config = (contents.get(CheckpointRun.KEY) or {}).get("config") or {}
+    for node in BUILT:
+        if node in config:
+            checked(config[node], path, f"{CheckpointRun.KEY}.config.{node}")
 
 
 def network_weights(contents: dict) -> dict[str, torch.Tensor]:

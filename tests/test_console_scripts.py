@@ -163,7 +163,7 @@ FAILS = {
                         "train/ and a validation folder of class folders, or one written by python -m alexnet_lit.prepare"),
     "alexnet-train": (["experiment=tiny", "+ablation=[no_lrn,no_lnr]", "hydra.run.dir={tmp}/run"],
                       "unknown ablation 'no_lnr': expected one of no_augment, no_conv2, no_conv3, no_conv4, "
-                      "no_conv5, no_dropout, no_lrn, no_overlap, no_pca, no_weight_decay, none, one_tower, tanh"),
+                      "no_conv5, no_dropout, no_lrn, no_overlap, no_overlap_covering, no_pca, no_weight_decay, none, one_tower, tanh"),
     "alexnet-summary": (["data=folder", "hydra.run.dir={tmp}/run"], "data.num_classes is not given: expected the "
                         "number of classes, or data.root to count them in"),
     "alexnet-evaluate": (["ckpt=[{tmp},{tmp}/nowhere]", "hydra.run.dir={tmp}/run"],

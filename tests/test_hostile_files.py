@@ -70,8 +70,8 @@ def hostile_checkpoint(trained_run: Path, out: Path, part: str, payload, where: 
         contents["hyper_parameters"]["model"] = plant(contents["hyper_parameters"]["model"], where, payload)
     elif part == "run_data":
         contents[KEY]["config"]["data"]["pwn"] = payload
-    else:  # run_trainer: a node nothing builds from a file, checked all the same
-        contents[KEY]["config"]["trainer"]["plugins"] = [payload]
+    else:  # run_model: the record's network config, in a list
+        contents[KEY]["config"]["model"]["pwn"] = [payload]
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(contents, out)
     return out
@@ -106,12 +106,12 @@ def test_load_refuses_a_checkpoint_whose_network_config_names_a_callable(trained
     assert markers(fired) == []
 
 
-@pytest.mark.parametrize("part", ["run_data", "run_trainer"])
+@pytest.mark.parametrize("part", ["run_data", "run_model"])
 def test_load_and_torch_hub_refuse_a_checkpoint_whose_run_record_names_a_callable(trained_run, tmp_path, part):
     fired = tmp_path / "fired"
     fired.mkdir()
     ckpt = hostile_checkpoint(trained_run, tmp_path / "best.ckpt", part, gadgets(fired)["savetxt"])
-    pattern = rf"{ckpt}: {KEY}\.config\.(data\.pwn|trainer\.plugins\[0\])\._target_ is 'numpy.savetxt'"
+    pattern = rf"{ckpt}: {KEY}\.config\.(data\.pwn|model\.pwn\[0\])\._target_ is 'numpy.savetxt'"
     with pytest.raises(ValueError, match=pattern):
         alexnet_lit.load(ckpt)
     with pytest.raises(ValueError, match=pattern):  # weights only, yet the file is refused whole

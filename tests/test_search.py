@@ -125,7 +125,7 @@ def test_the_same_search_started_twice_shares_the_work(tmp_path, cache_dir):
     assert second.returncode == 0, second.stderr[-3000:]
     found = trials(sweep)
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in found), [(t.number, t.state) for t in found]
-    assert len(found) >= 3
+    assert len(found) >= 2
     for trial in found:
         assert trial.value == score(sweep / str(trial.number))
     assert "trial 0 is running in another job" in second.stdout

@@ -15,7 +15,7 @@ from alexnet_lit.checks import OneLineParser
 from alexnet_lit.data.decode import EXIF_ORIENTATION, ON_ERROR, DecodeError
 from alexnet_lit.data.ilsvrc import GROUND_TRUTH_FORMS
 from alexnet_lit.data.preparation import prepare
-from alexnet_lit.data.prepared import LAYOUTS, SKIPPED, STORAGE
+from alexnet_lit.data.prepared import LAYOUTS, SKIPPED, STORAGE, STREAMED
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,9 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--on-error", choices=ON_ERROR, default="error",
                         help="an undecodable file stops the run (error) or is left out and listed (skip)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="images per unit of work (and per JPEG shard)")
-    parser.add_argument("--storage", choices=STORAGE, default="raw",
+    parser.add_argument("--storage", choices=[*STORAGE, STREAMED], default="raw",
                         help="raw: uint8 pixels, exact, S*S*3 bytes an image; jpeg: quality 95 in shard "
-                             "files, 7x smaller on Imagenette, decoded on the GPU (docs/data.md)")
+                             "files, 7x smaller on Imagenette, decoded on the GPU (docs/data.md); litdata: "
+                             "the same JPEGs in LitData's chunks, for data=streaming from object storage")
     parser.add_argument("--train-per-class", type=int, metavar="N",
                         help="keep the first N training images of each class, by file name (a subset; "
                              "the validation split stays whole)")

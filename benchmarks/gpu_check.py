@@ -19,7 +19,8 @@ part that fails is recorded as failed, with its error, and the next one runs.
    then resumed, against the uninterrupted run: the same weights and metrics.csv;
 5. lrn: the LRN layer against nn.LocalResponseNorm (benchmarks/lrn.py), float32 and bfloat16;
 6. formats: raw against compact JPEG prepared data: decode images/s on the device, and end to
-   end (benchmarks/prepared_formats.py);
+   end (benchmarks/prepared_formats.py); beside them the GPU paths of the libraries people pick
+   instead, FFCV's and DALI's mixed decoder (benchmarks/data_peers.py), each failure recorded;
 7. recipe: the full network trained for a fixed time on prepared Imagenette under each set
    of overrides (``--recipe``; default: the composed defaults (init caffe), the paper's literal
    init (model.init=paper), and a modern one on standardised inputs): validation error per
@@ -392,12 +393,15 @@ def part_lrn(args, data) -> dict:
 
 
 def part_formats(args, data) -> dict:
-    import prepared_formats  # noqa: E402  (imported here: it needs the compact format)
+    import data_peers  # noqa: E402  (imported here: they need the compact format)
+    import prepared_formats  # noqa: E402
 
+    device = torch.device(args.device)
     decode = prepared_formats.measure({f: data.prepared(f) for f in prepared_formats.FORMATS},
-                                      torch.device(args.device), args.decode_images, args.decode_batch)
+                                      device, args.decode_images, args.decode_batch)
+    peers = data_peers.on_device(data.source()[0], args.work / "peers", device, args.decode_images, args.decode_batch)
     e2e = {f: end_to_end(args, data.overrides(f), args.e2e_workers[-1:]) for f in prepared_formats.FORMATS}
-    return dict(passed=True, decode=decode, end_to_end=e2e)
+    return dict(passed=True, decode=decode, peers=peers, end_to_end=e2e)
 
 
 def part_recipe(args, data) -> dict:
@@ -497,6 +501,9 @@ def part_lines(result: dict) -> list[str]:
             lines += ["", "| format | bytes/image | decode on the device, img/s |", "|---|---|---|"]
             lines += [f"| {f} | {fmt(r['bytes_per_image'])} | {fmt(r['images_per_s'])} |"
                       for f, r in result["decode"]["formats"].items()]
+            lines += ["", "| peer's GPU path | uint8 227x227 crops on the device, img/s |", "|---|---|"]
+            lines += [f"| {name} ({row['library']}) | {fmt(row['images_per_s']) if row['status'] == 'measured' else row['reason']} |"
+                      for name, row in result["peers"].items()]
         return lines
     if name == "ddp_resume":
         return [f"backend {result['backend']}, {result['processes']} process, {result['steps']} steps; after SIGTERM "

@@ -132,11 +132,7 @@ class FolderDataModule(L.LightningDataModule):
                                  f"{h.exif_orientation} into another folder, or set data.exif_orientation={made_with}")
             self.classes, stats = meta["classes"], PixelStats.load(self.root / STATS)
             self.class_names = meta.get("class_names", self.classes)
-            if meta["storage"] == "jpeg":  # decoded on the GPU where the batch stage runs, else by the workers
-                decode = self.batch_device().type != "cuda"
-                self.train_set, self.val_set = (PreparedJPEGs(self.root, s, decode) for s in ("train", "val"))
-            else:
-                self.train_set, self.val_set = PreparedImages(self.root, "train"), PreparedImages(self.root, "val")
+            self.train_set, self.val_set = self.prepared_sets(meta["storage"])
             official_rows = meta.get("val_official_images")  # prepare --held-out-to-val
             self.official = (self.val_set.rows < official_rows if official_rows is not None
                              else np.ones(len(self.val_set), bool))
@@ -158,6 +154,16 @@ class FolderDataModule(L.LightningDataModule):
         self.train_eval_set = train_eval_subset(self.train_set, h.train_eval_images, len(self.val_set))
         self.val_streams = [OFFICIAL] + [HELD_OUT] * (not self.official.all()) + [TRAIN_EVAL] * (self.train_eval_set is not None)
         self.views = PaperViews(stats, h.crop_size, h.normalize, pca_noise=h.pca_noise and h.augment)
+
+    def prepared_sets(self, storage: str) -> tuple[Dataset, Dataset]:
+        """The training and validation sets of a prepared folder."""
+        if storage == "jpeg":  # decoded on the GPU where the batch stage runs, else by the workers
+            decode = self.batch_device().type != "cuda"
+            return tuple(PreparedJPEGs(self.root, s, decode) for s in ("train", "val"))
+        if storage == "raw":
+            return PreparedImages(self.root, "train"), PreparedImages(self.root, "val")
+        raise ValueError(f"{self.root} holds {storage} storage: train from it with data=streaming "
+                         f"data.root={self.root}")
 
     def batch_device(self) -> torch.device:
         """Where Lightning moves each batch, and the batch stage runs."""

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from alexnet_lit.data.colour import PixelSums, save_stats
 from alexnet_lit.data.decode import DecodeError, check_orientation, check_policy, die_with_parent, prepare_image
 from alexnet_lit.data.ilsvrc import display_names
-from alexnet_lit.data.prepared import (FORMAT, JPEG_QUALITY, LAYOUTS, MARKER, PLAN, SKIPPED, STATS, STORAGE,
+from alexnet_lit.data.prepared import (FORMAT, JPEG_QUALITY, LAYOUTS, MARKER, PLAN, SKIPPED, STATS, STORAGE, STREAMED,
                                        is_prepared, read_meta, shard_path)
 from alexnet_lit.data.samples import Samples, split_samples
 
@@ -224,13 +224,24 @@ def prepare(source, out, layout: str = "folder", image_size: int = 256, workers:
     images it leaves out are appended to the validation split, after the official ones (their
     count is ``val_official_images`` in prepared.json, each row's source file in files.txt),
     so that more images score each run. ``exif_orientation``: alexnet_lit.data.decode's, recorded
-    in prepared.json."""
+    in prepared.json. ``litdata``: the ``jpeg`` storage prepared in OUT/jpeg, then LitData's
+    chunks of its bytes (alexnet_lit.data.streaming) in OUT, OUT/jpeg removed."""
+    if storage == STREAMED:
+        from alexnet_lit.data.streaming import write_litdata  # an optional dependency's
+        settings = {k: v for k, v in locals().items() if k not in ("source", "out", "storage", "write_litdata")}
+        out = Path(out).expanduser()
+        if is_prepared(out):
+            return read_meta(out)
+        prepare(source, out / "jpeg", storage="jpeg", **settings)
+        meta = write_litdata(out / "jpeg", out, workers or os.cpu_count() or 1)
+        shutil.rmtree(out / "jpeg")
+        return meta
     check_policy(on_error)
     check_orientation(exif_orientation)
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}: expected one of {list(LAYOUTS)}")
-    if storage not in STORAGE:
-        raise ValueError(f"storage={storage!r}: expected one of {list(STORAGE)}")
+    if storage not in (*STORAGE, STREAMED):
+        raise ValueError(f"storage={storage!r}: expected one of {[*STORAGE, STREAMED]}")
     source, out = Path(source).expanduser().resolve(), Path(out).expanduser()
     classes, train = split_samples(source, "train", synsets=layout == "imagenet")
     if held_out_to_val and train_per_class is None:

@@ -43,6 +43,7 @@ FORMAT = "alexnet-lit prepared v1"
 MARKER, PLAN, STATS, SKIPPED = "prepared.json", "plan.json", "stats.npz", "skipped.txt"
 LAYOUTS = ("folder", "imagenet")  # imagenet: class folders must be WordNet ids
 STORAGE = ("raw", "jpeg")
+STREAMED = "litdata"  # the jpeg storage's images in LitData's chunks: alexnet_lit.data.streaming
 JPEG_QUALITY = 95
 
 
@@ -116,9 +117,12 @@ class PreparedJPEGs(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         data = self.jpeg(index)
-        if self.decode:
-            data = decode_jpeg(data, ImageReadMode.RGB).permute(1, 2, 0)
-        return data, int(self.labels[index])
+        return decode_rgb(data) if self.decode else data, int(self.labels[index])
+
+
+def decode_rgb(jpeg: torch.Tensor) -> torch.Tensor:
+    """JPEG bytes (1-D uint8) -> uint8 (S, S, 3) RGB, on the CPU."""
+    return decode_jpeg(jpeg, ImageReadMode.RGB).permute(1, 2, 0)
 
 
 def collate_jpegs(samples: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:

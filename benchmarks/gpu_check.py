@@ -58,7 +58,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 import lrn as lrn_benchmark  # noqa: E402
 import train_throughput  # noqa: E402
-from timing import machine, median, synchronize  # noqa: E402
+from timing import machine, synchronize  # noqa: E402
 
 from alexnet_lit.build import build_datamodule, build_run, optim_settings  # noqa: E402
 from alexnet_lit.data.preparation import prepare  # noqa: E402

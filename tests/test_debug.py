@@ -73,4 +73,4 @@ def test_help_says_what_the_command_does_and_lists_the_groups(command, says):
                            capture_output=True, text=True, check=True).stdout
     assert says in shown
     assert "debug: default, fast_dev_run, limit, overfit, profiler" in shown
-    assert "data: cifar10, folder, imagenet, synthetic" in shown
+    assert "data: cifar10, folder, imagenet, streaming, synthetic" in shown

@@ -128,4 +128,4 @@ def test_the_same_search_started_twice_shares_the_work(tmp_path, cache_dir):
     assert len(found) >= 2
     for trial in found:
         assert trial.value == score(sweep / str(trial.number))
-    assert "trial 0 is running in another job" in second.stdout
+    assert "is running in another job" in second.stdout  # the first's trial, left to it

@@ -83,16 +83,18 @@ def check_ablation(name: str) -> None:
 @dataclass
 class Trained:
     """A finished run's network in evaluation mode, the config it was trained with and its
-    class names (``class_names[i]`` is fc8's output ``i``)."""
+    class names (``class_names[i]`` is fc8's output ``i``); ``source``, the file the config was
+    read from (a file from elsewhere: its data module is rebuilt through alexnet_lit.trust)."""
     net: nn.Module
     config: DictConfig
     class_names: list[str]
+    source: Path
 
     def transforms(self) -> EvaluationTransform:
         """The run's evaluation preprocessing of one image (a PIL image or a uint8 (3, H, W)
         tensor) into the network's input, as torchvision's ``weights.transforms()``; its data
         must be there (the mean image, or the class folders)."""
-        data = build_datamodule(OmegaConf.to_container(self.config.data, resolve=True))
+        data = build_datamodule(OmegaConf.to_container(self.config.data, resolve=True), self.source)
         data.setup("predict")
         return EvaluationTransform(data.views, data.hparams.image_size, data.hparams.get("exif_orientation", "ignore"))
 
@@ -118,19 +120,20 @@ def load(path: str | Path) -> Trained:
         raise ValueError(f"{ckpt}: a state dict, not a checkpoint of a run; "
                          f"alexnet(weights={str(ckpt)!r}, ...) loads it into the network you name")
     net = load_module(contents, ckpt).net.eval()
-    run, folder = contents.get(CheckpointRun.KEY), run_folder_of(str(ckpt))
+    run, folder, source = contents.get(CheckpointRun.KEY), run_folder_of(str(ckpt)), ckpt
     if run is not None:
         config, names = OmegaConf.create(run["config"]), run["class_names"]  # checked by read_file
     elif folder is not None:  # as saved: ${hydra:...} keys do not resolve outside the run
-        config = OmegaConf.create(run_config(folder / RUN_CONFIG))
-        names = data_class_names(config, folder / RUN_CONFIG)
+        source = folder / RUN_CONFIG
+        config = OmegaConf.create(run_config(source))
+        names = data_class_names(config, source)
     else:
         config, names = OmegaConf.create({k: contents["hyper_parameters"][k] for k in ("model", "optim")}), None
     if names is None:
         warnings.warn(f"{ckpt}: no class names stored with it or found in its run's data: "
                       f"class_names are the class indices")
         names = [str(i) for i in range(net.classifier.fc8.out_features)]
-    return Trained(net, config, names)
+    return Trained(net, config, names, source)
 
 
 def data_class_names(config: DictConfig, source: Path) -> list[str] | None:

@@ -2,6 +2,7 @@
 the train command, each trial scored from its results.json, and a search killed mid-way
 finished by the same command without repeating a trial."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alexnet_lit.checkpointing.run_folder import holder
 from conftest import REPO
 
 optuna = pytest.importorskip("optuna", reason="the search tests need Optuna: pip install -e '.[search]'")
@@ -108,17 +110,23 @@ def test_a_killed_search_is_finished_by_the_same_command_without_repeating_a_tri
 
 
 def test_the_same_search_started_twice_shares_the_work(tmp_path, cache_dir):
-    """Two commands of one search a second apart: the second leaves the first's running trial to
-    it (its folder's lock is held), neither fails a trial or crashes, and every score is kept."""
+    """Two commands of one search: the second, started while the first runs trial 0, leaves that
+    trial to it (its folder's lock is held), neither fails a trial or crashes, and every score is
+    kept. The first is stopped (SIGSTOP) while the second runs, so trial 0 is running whatever the
+    machine's speed."""
     sweep = tmp_path / "sweep"
-    command = search_command(sweep, cache_dir, "trainer.max_epochs=6", n_trials=2)  # trial 0 outlasts the second's start
+    command = search_command(sweep, cache_dir, n_trials=2)
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        first = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            while not (sweep / "0" / ".lock").is_file():  # trial 0 has started
+            while not holder(sweep / "0"):  # trial 0 has started and holds its folder
                 assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
                 time.sleep(0.02)
-            second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+            os.killpg(first.pid, signal.SIGSTOP)
+            try:
+                second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+            finally:
+                os.killpg(first.pid, signal.SIGCONT)
         finally:
             first.wait(timeout=600)
     assert first.returncode == 0, (tmp_path / "first.log").read_text()[-3000:]

@@ -21,7 +21,7 @@ from alexnet_lit.console import errors
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
 from alexnet_lit.results import ResultsWriter, record_failure
 from alexnet_lit.checkpointing.resume import resume_path
-from alexnet_lit.checkpointing.run_folder import check_resume, run_folder_lock
+from alexnet_lit.checkpointing.run_folder import NotThisRun, check_resume, run_folder_lock
 from alexnet_lit.speed import reuse_host_memory
 from alexnet_lit.tracking import wandb_runs
 from alexnet_lit.weights import CheckpointError
@@ -42,18 +42,24 @@ def train(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed, workers=True)
     run = build_run(cfg)
     out = Path(cfg.paths.output_dir)
-    # one job in a run folder at a time; its other processes share the lock of process 0
-    with run_folder_lock(out) if run.trainer.global_rank == 0 else nullcontext():
+    ckpt_path = resume_path(cfg.get("ckpt_path"), last_checkpoint_path(run.trainer))
+
+    def resumable():  # a whole checkpoint of this run, or none
+        try:
+            check_resume(ckpt_path, cfg)
+        except CheckpointError as err:
+            if run.trainer.global_rank == 0 and not isinstance(err, NotThisRun):  # refused: nothing changes
+                record_failure(out / "results.json", err, run.meta)  # damaged: the run's record says so
+            raise
+
+    # one job in a run folder at a time; its other processes share the lock of process 0, which
+    # checks the checkpoint before it names itself there (a refused job leaves the folder as it was)
+    if run.trainer.global_rank:
+        resumable()
+    with run_folder_lock(out, check=resumable) if run.trainer.global_rank == 0 else nullcontext():
         if launches_from_command_line(run.trainer):  # a DDP job in a multirun
             save_config(cfg)  # its torchrun processes save none
             return train_under_torchrun(run.trainer, out)
-        ckpt_path = resume_path(cfg.get("ckpt_path"), last_checkpoint_path(run.trainer))
-        try:
-            check_resume(ckpt_path, cfg)  # whole, and this run's
-        except CheckpointError as err:
-            if run.trainer.global_rank == 0:
-                record_failure(out / "results.json", err, run.meta)
-            raise
         if run.trainer.global_rank == 0:
             save_config(cfg)  # the folder is this job's: its config goes beside its run
         with wandb_runs(run.loggers, run.meta):  # one W&B run per job, failed if the job raised

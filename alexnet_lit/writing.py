@@ -2,7 +2,6 @@
 the target, created exclusively (so a link planted there is never written through), then
 renamed over the target. A reader never sees half a file; a crash leaves the old one whole."""
 import glob
-import logging
 import os
 import tempfile
 from contextlib import contextmanager
@@ -59,12 +58,3 @@ def save_figure(fig, path: str | Path, **savefig) -> None:
     """A matplotlib figure saved to ``path`` (its format from the suffix) by replacing it."""
     with replacing(path, "wb") as f:
         fig.savefig(f, format=Path(path).suffix[1:], **savefig)
-
-
-class NoFollowFileHandler(logging.FileHandler):
-    """A log file (conf/hydra: each run's ``<command>.log``) appended to, never through a link
-    planted at its name: such a link stops the command before it starts."""
-
-    def _open(self):
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)

@@ -98,6 +98,11 @@ class KillAfterFirstBest(Checkpoint):  # a Checkpoint: Lightning runs it after M
 """
 
 
+def contents(folder: Path) -> dict:
+    """Every file below ``folder``: its bytes and modification time."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
 def damaged_copy(trained_run: Path, tmp_path: Path, damage: str) -> Path:
     folder = tmp_path / "run"
     shutil.copytree(trained_run, folder)
@@ -133,12 +138,12 @@ def test_a_damaged_last_checkpoint_is_named_and_the_results_are_kept(tmp_path, c
 def test_a_folder_resumes_only_its_own_run(tmp_path, cache_dir, trained_run):
     folder = tmp_path / "run"
     shutil.copytree(trained_run, folder)
-    before = (folder / "results.json").read_text()
+    before = contents(folder)
     other = run(train_command(folder, cache_dir, *TRAINED, "optim.lr=0.01", "seed=5"))
     assert other.returncode != 0
     error = other.stderr.strip().splitlines()[-1]  # the command's last line, the whole error
     assert "last.ckpt is another run's: its config differs from this job's in optim.lr: 0.02 -> 0.01; seed: 0 -> 5. " in error
-    assert json.loads((folder / "results.json").read_text())["val_top1_err"] == json.loads(before)["val_top1_err"]
+    assert contents(folder) == before  # refused: results.json, .hydra/ and train.log byte for byte as they were
     longer = run(train_command(folder, cache_dir, *FINISHED_RUN, "trainer.max_epochs=5"))
     assert longer.returncode == 0, longer.stderr[-3000:]  # a longer schedule is the same run, resumed
     assert json.loads((folder / "results.json").read_text())["epochs"] == 5
@@ -150,12 +155,11 @@ def test_a_second_job_in_a_held_folder_changes_nothing(tmp_path, cache_dir, trai
     shutil.copytree(trained_run, folder)
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    mtimes = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and ".hydra" not in p.parts
-              and p.name != "train.log"}
-    refused = run(train_command(folder, cache_dir, *TRAINED))
+    before = contents(folder)
+    refused = run(train_command(folder, cache_dir, *TRAINED, "optim.lr=0.05"))
     assert refused.returncode != 0
     assert f"run folder {folder} is in use by another job (pid {holder.pid} on host " in refused.stderr
-    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # not a file of ours touched
+    assert contents(folder) == before  # not a file touched: .hydra/ and train.log included
     holder.kill()
     holder.wait()
     again = run(train_command(folder, cache_dir, *TRAINED))

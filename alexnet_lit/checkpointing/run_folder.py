@@ -39,13 +39,19 @@ class RunFolderLocked(RuntimeError):
     """Another job holds the run folder; this one has changed nothing in it."""
 
 
+class NotThisRun(CheckpointError):
+    """A whole checkpoint, but not one this job may resume: refused, nothing changed."""
+
+
 @contextmanager
-def run_folder_lock(folder: Path):
+def run_folder_lock(folder: Path, check=lambda: None):
     """Hold ``folder``'s lock (``folder/.lock``, which names the holder) while inside; raise
     :class:`RunFolderLocked` naming the holder's PID and host if another job holds it. Where
-    the file system cannot lock, warn and go on."""
+    the file system cannot lock, warn and go on. ``check()`` runs once the folder is held and
+    before this job names itself there: a job it refuses leaves the folder as it was."""
     folder = Path(folder).resolve()
-    if os.environ.get(HELD) == str(folder):  # started by the process that holds it
+    if held(folder):  # started by the process that holds it
+        check()
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,7 +78,9 @@ def run_folder_lock(folder: Path):
         os.close(fd)
         warnings.warn(f"run folder {folder}: this file system cannot lock files ({err}); nothing "
                       "stops a second job from writing into this folder at the same time")
-        yield
+        check()
+        with _holding(folder):
+            yield
         return
     links = links_in(folder)
     if links:
@@ -80,13 +88,57 @@ def run_folder_lock(folder: Path):
         raise RunFolderLocked(f"{links[0]} is a symbolic link: the project makes none in a run folder, so this job "
                               "writes nothing through it and stopped without changing anything")
     try:
+        check()
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
-        os.environ[HELD] = str(folder)
+        with _holding(folder):
+            yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+_HELD_HERE: set[str] = set()  # the folders this process has held: their logs are its own
+
+
+@contextmanager
+def _holding(folder: Path):
+    """Tell this process's log (:class:`RunLog`) and children that it holds ``folder``."""
+    _HELD_HERE.add(str(folder))
+    os.environ[HELD] = str(folder)
+    try:
         yield
     finally:
         os.environ.pop(HELD, None)
-        os.close(fd)  # releases the lock
+
+
+def held(folder: Path) -> bool:
+    """Whether this process (or the job that started it) holds ``folder``."""
+    return os.environ.get(HELD) == str(Path(folder).resolve())
+
+
+class RunLog(logging.FileHandler):
+    """A run's log (conf/hydra/job_logging/nofollow.yaml: ``train.log`` in its run folder),
+    written once this process holds (or has held) the folder, the lines before it then: a job
+    refused there logs to the console alone, and the folder stays byte for byte as it was.
+    Appended to, never through a link planted at its name (the job stops before it starts)."""
+
+    def __init__(self, filename, mode="a", encoding=None, errors=None):
+        super().__init__(filename, mode, encoding, delay=True, errors=errors)
+        self.waiting: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        folder = Path(self.baseFilename).parent.resolve()
+        if self.stream is None and not (held(folder) or str(folder) in _HELD_HERE):
+            self.waiting.append(record)
+            return
+        for earlier in self.waiting:
+            super().emit(earlier)
+        self.waiting.clear()
+        super().emit(record)
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
 
 
 def holder(folder: Path) -> str | None:
@@ -155,21 +207,21 @@ def job_folder(overrides) -> str:
 
 
 def check_resume(path: str | None, cfg: DictConfig) -> None:
-    """Before a run resumes from ``path``: the file is a whole checkpoint of ours
-    (:class:`CheckpointError` naming what is wrong otherwise) whose run had this config but for
-    :data:`MAY_CHANGE` (:class:`CheckpointError` naming the keys that differ)."""
+    """Before a run resumes from ``path``: the file is a whole checkpoint (:class:`CheckpointError`
+    naming what is wrong otherwise) of ours whose run had this config but for :data:`MAY_CHANGE`
+    (:class:`NotThisRun` naming what it is, or the keys that differ)."""
     if path is None:
         return
     contents = read_file(path, mmap=True)
     missing = [k for k in ("state_dict", "loops", "callbacks", "optimizer_states") if k not in contents]
     if missing:
-        raise CheckpointError(f"{path}: not a training checkpoint of this project (no {', '.join(missing)}); "
+        raise NotThisRun(f"{path}: not a training checkpoint of this project (no {', '.join(missing)}); "
                               "resume from one with ckpt_path=PATH, or use init_from=PATH for its weights alone")
     run = contents.get(CheckpointRun.KEY)
     if run is None:  # written before checkpoints held their run's config
         return
     differences = config_differences(run["config"], cfg)
     if differences:
-        raise CheckpointError(
+        raise NotThisRun(
             f"{path} is another run's: its config differs from this job's in {'; '.join(differences)}. "
             "Run this config in another folder (hydra.run.dir=...), or start this folder afresh with ckpt_path=null")

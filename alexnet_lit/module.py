@@ -1,7 +1,11 @@
 """The LightningModule: cross-entropy on fc8's logits, SGD with the paper's recipe, and
 top-1 / top-5 error (Section 6) on train and validation."""
+import math
+import warnings
+
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric, MetricCollection
@@ -11,6 +15,11 @@ from alexnet_lit.data.folder import HELD_OUT, OFFICIAL, TRAIN_EVAL
 from alexnet_lit.data.views import TENCROP_CENTRE
 from alexnet_lit.optim import build_optimizer, build_scheduler
 from alexnet_lit.inspect.probes import DeadUnits, LayerActivity, relu_units
+
+# A validation cut short (trainer.limit_val_batches, debug=limit) may reach no image of a stream:
+# its keys are NaN and AlexNetModule.on_validation_epoch_end says which; torchmetrics' warning
+# about a metric computed before any update would only repeat it, twice a key.
+warnings.filterwarnings("ignore", message=r"The ``compute`` method of metric \w+ was called before the ``update``")
 
 
 class TopKError(MulticlassAccuracy):
@@ -148,6 +157,13 @@ class AlexNetModule(L.LightningModule):
             chosen = streams[0] == stream
             self.score(logits[chosen], labels[chosen], self.hparams.val_views[0],
                        self.stream_metrics[prefix], self.stream_losses[prefix])
+
+    def on_validation_epoch_end(self) -> None:
+        unseen = [prefix for prefix in self.stream_metrics
+                  if math.isnan(self.trainer.callback_metrics.get(f"{prefix}/loss", torch.tensor(0.0)))]
+        if unseen and not self.trainer.sanity_checking:
+            rank_zero_info(f"this validation reached no image of {', '.join(unseen)} (trainer.limit_val_batches="
+                           f"{self.trainer.limit_val_batches}), so its keys are NaN")
 
     def score(self, logits: torch.Tensor, labels: torch.Tensor, view: str, metrics: MetricCollection,
               mean_loss: MeanMetric) -> None:

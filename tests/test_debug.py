@@ -10,6 +10,7 @@ import pytest
 from hydra.utils import instantiate
 
 from alexnet_lit.train import train
+from alexnet_lit.testing import train_command
 from conftest import REPO
 
 TINY = ("experiment=tiny", "data.num_classes=4")
@@ -65,6 +66,18 @@ def test_a_run_ends_with_its_folder_and_final_validation_errors(compose_cfg, tmp
     assert metrics["val/top1_err"] == results(tmp_path)["val_top1_err"]
     assert caplog.messages[-1] == (f"run folder {tmp_path / 'run'}: final validation top-1 error "
                                    f"{metrics['val/top1_err']:.4f}, top-4 error {metrics['val/top4_err']:.4f}")
+
+
+def test_a_validation_cut_short_says_what_it_did_not_reach_and_warns_of_nothing(tmp_path, cache_dir):
+    """debug=limit's one validation batch holds no training image scored as validation scores
+    (train_eval): one line of ours says so, and no warning is printed (torchmetrics' on a
+    metric never updated, twice a key, said nothing a user could act on)."""
+    done = subprocess.run(train_command(tmp_path / "run", cache_dir, "data.num_classes=4", "debug=limit",
+                                        "trainer.max_epochs=1"), cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "this validation reached no image of train_eval (trainer.limit_val_batches=1), so its keys are NaN" in output
+    assert "Warning" not in output
 
 
 @pytest.mark.parametrize("command, says", [("train", "Trains AlexNet"), ("evaluate", "Top-1 and top-5 error")])

@@ -1,10 +1,15 @@
 """Every console script of pyproject.toml as a user runs it, on a real small case: it exits 0
 with its result on stdout (the result, not a dump), and on a mistake it exits non-zero with one
 line on stderr naming it, leaving no run folder behind."""
+import fcntl
 import json
+import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 import tomllib
 from pathlib import Path
 
@@ -191,3 +196,35 @@ def test_a_script_given_a_mistake_exits_non_zero_with_one_line(tmp_path):
         done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         assert one_line(done) == FAILS[script][1].format(tmp=tmp_path / script), script
         assert not (tmp_path / script / "run").exists(), script  # no run folder made
+
+
+def on_a_terminal(command: list[str], cwd: Path) -> tuple[int, str]:
+    """Run ``command`` with a pseudo-terminal of 100 columns as its stdin, stdout and stderr;
+    its exit status and everything it printed."""
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen(command, cwd=cwd, stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True)
+    os.close(secondary)
+    printed = bytearray()
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the process closed the terminal's last copy
+            break
+        if not chunk:
+            break
+        printed += chunk
+    os.close(primary)
+    return process.wait(timeout=600), printed.decode(errors="replace")
+
+
+def test_training_on_a_terminal_shows_lightnings_bar_and_no_epoch_lines(tmp_path, cache_dir):
+    """experiment=tiny, as every preset, shows progress on a terminal: Lightning's bar (its
+    carriage returns), the model summary, and not the one line per epoch made for log files."""
+    status, printed = on_a_terminal([str(BIN / "alexnet-train"), "experiment=tiny", "data.num_classes=4",
+                                     "trainer.max_epochs=1", f"paths.cache_dir={cache_dir}",
+                                     f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert status == 0, printed[-3000:]
+    assert "Epoch 0: 100%" in printed and "\r" in printed.replace("\r\n", "")
+    assert "Total params" in printed
+    assert "epoch 1/1:" not in printed and "Warning" not in printed

@@ -1,14 +1,16 @@
 """AlexNet (Krizhevsky, Sutskever, Hinton 2012) with PyTorch Lightning and Hydra. From Python:
-``alexnet_lit.alexnet(...)``, ``alexnet_lit.alexnet_torchvision(...)`` and
-``alexnet_lit.load(run)`` (alexnet_lit.api; imported on first use, so that ``import
-alexnet_lit.<module>`` stays as light as that module)."""
-__all__ = ["alexnet", "alexnet_torchvision", "load", "Trained"]
+``alexnet_lit.alexnet(...)``, ``alexnet_lit.alexnet_torchvision(...)`` (alexnet_lit.api) and
+``alexnet_lit.load(run)``, a :class:`Trained` (alexnet_lit.trained); each imported on first
+use, so that ``import alexnet_lit.<module>`` stays as light as that module."""
+import importlib
+
+_HOME = {"alexnet": "api", "alexnet_torchvision": "api", "load": "trained", "Trained": "trained"}
+__all__ = list(_HOME)
 
 
 def __getattr__(name: str):
-    if name in __all__:
-        from alexnet_lit import api
-        return getattr(api, name)
+    if name in _HOME:
+        return getattr(importlib.import_module(f"alexnet_lit.{_HOME[name]}"), name)
     raise AttributeError(f"module 'alexnet_lit' has no attribute {name!r}")
 
 

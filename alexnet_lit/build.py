@@ -29,8 +29,8 @@ from alexnet_lit.module import AlexNetModule
 from alexnet_lit.results import CheckpointRun, ResultsWriter, git_commit
 from alexnet_lit.checkpointing.run_folder import job_folder
 from alexnet_lit.tracking import media_callbacks
-from alexnet_lit.trust import DATA_MODULES, NETWORKS, UntrustedFile, checked, rebuild, settings
-from alexnet_lit.weights import load_weights, network_weights
+from alexnet_lit.trust import DATA_MODULES, rebuild
+from alexnet_lit.weights import load_weights
 from alexnet_lit.writing import replace_text
 
 PAPER_BATCH = 128  # Section 5
@@ -137,23 +137,6 @@ def build_module(cfg: DictConfig) -> AlexNetModule:
     return AlexNetModule(net=build_network(cfg), model=OmegaConf.to_container(cfg.model, resolve=True),
                          optim=optim_settings(cfg), val_views=list(cfg.data.get("val_views", ["center"])),
                          channels_last=cfg.speed.channels_last, compile=cfg.speed.compile)
-
-
-def load_module(contents: dict, source: str | Path, val_views: list[str] | None = None) -> AlexNetModule:
-    """The module of a checkpoint of ours (its ``torch.load``-ed ``contents``, read from
-    ``source``): the network rebuilt from the config saved in it through the project's own
-    classes (alexnet_lit.trust: nothing the file names is called), with its weights;
-    ``val_views`` replaces the saved ones."""
-    saved = checked(contents["hyper_parameters"], source, "hyper_parameters")
-    unknown = sorted(set(saved) - (settings(AlexNetModule) - {"net"}))
-    if unknown:
-        raise UntrustedFile(f"{source}: hyper_parameters.{unknown[0]} is not a setting of AlexNetModule")
-    if val_views is not None:
-        saved["val_views"] = list(val_views)
-    net = rebuild(saved["model"], NETWORKS, source, "hyper_parameters.model")
-    module = AlexNetModule(net=net, **saved)
-    module.net.load_state_dict(network_weights(contents))
-    return module
 
 
 def build_datamodule(data: DictConfig | dict, source: str | Path | None = None) -> L.LightningDataModule:

@@ -68,7 +68,7 @@ def error_metrics(num_classes: int, prefix: str) -> MetricCollection:
 class AlexNetModule(L.LightningModule):
     """``net``: the network, ready (alexnet_lit.build makes it from conf/model); ``optim``:
     conf/optim; ``model``: the network's config, kept in checkpoints so that
-    alexnet_lit.build.load_module rebuilds the network.
+    alexnet_lit.trained.load_module rebuilds the network.
 
     ``val_views`` names the evaluation views (``center``, ``tencrop``); the first logs as
     ``val/...``, the others as ``val_<name>/...``. A validation batch of shape

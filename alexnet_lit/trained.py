@@ -1,9 +1,13 @@
-"""A finished run, read back for the commands that use one (evaluate, predict, figures) and for
-``alexnet_lit.api.load``: its network from a checkpoint of ours or a plain state dict, an
+"""A trained network read back, in one place: ``alexnet_lit.load(run)`` (:func:`load`, a
+:class:`Trained`) and what the commands that use one read (evaluate, predict, figures): its
+network from a checkpoint of ours (rebuilt through alexnet_lit.trust) or a plain state dict, an
 ensemble of several (Section 6: the predictions of similar CNNs averaged), the run folder it came
 from, the data it was trained on, and its evaluation preprocessing and class probabilities of
-images."""
+images. The checkpoint file itself is read and checked by alexnet_lit.weights."""
 import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -15,13 +19,14 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from alexnet_lit.build import build_datamodule, build_module, load_module
+from alexnet_lit.build import build_datamodule, build_module
 from alexnet_lit.checks import checkpoint_file
 from alexnet_lit.data.decode import resize_centre_crop, to_rgb
 from alexnet_lit.data.views import PaperViews
 from alexnet_lit.module import AlexNetModule, crop_logits, view_log_probabilities
-from alexnet_lit.trust import run_config
-from alexnet_lit.weights import fit_weights, read_file
+from alexnet_lit.results import CheckpointRun
+from alexnet_lit.trust import NETWORKS, UntrustedFile, checked, rebuild, run_config, settings
+from alexnet_lit.weights import fit_weights, network_weights, read_file
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"  # a training run's config, beside its checkpoints/
 
@@ -43,6 +48,23 @@ class Ensemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_p = torch.stack([F.log_softmax(net(x), dim=1) for net in self.members])
         return log_p.logsumexp(0) - math.log(len(self.members))
+
+
+def load_module(contents: dict, source: str | Path, val_views: list[str] | None = None) -> AlexNetModule:
+    """The module of a checkpoint of ours (its ``torch.load``-ed ``contents``, read from
+    ``source``): the network rebuilt from the config saved in it through the project's own
+    classes (alexnet_lit.trust: nothing the file names is called), with its weights;
+    ``val_views`` replaces the saved ones."""
+    saved = checked(contents["hyper_parameters"], source, "hyper_parameters")
+    unknown = sorted(set(saved) - (settings(AlexNetModule) - {"net"}))
+    if unknown:
+        raise UntrustedFile(f"{source}: hyper_parameters.{unknown[0]} is not a setting of AlexNetModule")
+    if val_views is not None:
+        saved["val_views"] = list(val_views)
+    net = rebuild(saved["model"], NETWORKS, source, "hyper_parameters.model")
+    module = AlexNetModule(net=net, **saved)
+    module.net.load_state_dict(network_weights(contents))
+    return module
 
 
 def load_member(path: str, cfg: DictConfig) -> AlexNetModule:
@@ -145,3 +167,72 @@ class EvaluationTransform:
 
     def __call__(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
         return self.views(self.pixels(image)[None], "center")[0]
+
+
+@dataclass
+class Trained:
+    """A finished run's network in evaluation mode, the config it was trained with and its
+    class names (``class_names[i]`` is fc8's output ``i``); ``source``, the file the config was
+    read from (a file from elsewhere: its data module is rebuilt through alexnet_lit.trust)."""
+    net: nn.Module
+    config: DictConfig
+    class_names: list[str]
+    source: Path
+
+    def transforms(self) -> EvaluationTransform:
+        """The run's evaluation preprocessing of one image (a PIL image or a uint8 (3, H, W)
+        tensor) into the network's input, as torchvision's ``weights.transforms()``; its data
+        must be there (the mean image, or the class folders)."""
+        data = build_datamodule(OmegaConf.to_container(self.config.data, resolve=True), self.source)
+        data.setup("predict")
+        return EvaluationTransform(data.views, data.hparams.image_size, data.hparams.get("exif_orientation", "ignore"))
+
+    def predict(self, images: Sequence, topk: int = 5, view: str = "tencrop") -> list[list[tuple[str, float]]]:
+        """Each image's ``topk`` (class name, probability), most probable first, scored as
+        ``alexnet-predict`` scores a file: its ten crops' softmax outputs averaged
+        (``view="center"``: the centre crop's; Section 4.1, Figure 4's lists)."""
+        transform = self.transforms()
+        pixels = torch.stack([transform.pixels(image) for image in images])
+        top = class_probabilities(self.net, transform.views, pixels, view).topk(min(topk, len(self.class_names)))
+        return [[(self.class_names[i], p) for p, i in zip(probabilities, indices)]
+                for probabilities, indices in zip(top.values.tolist(), top.indices.tolist())]
+
+
+def load(path: str | Path) -> Trained:
+    """A run folder's network (its ``checkpoints/best.ckpt``), or a checkpoint of ours. The
+    config and class names are those stored in the checkpoint; for a checkpoint from before
+    they were, the run folder's ``.hydra/config.yaml`` and the class folders of its data where
+    they are found, else the network's config alone and the class indices."""
+    ckpt = checkpoint_file(path)
+    contents = read_file(ckpt)
+    if "hyper_parameters" not in contents:
+        raise ValueError(f"{ckpt}: a state dict, not a checkpoint of a run; "
+                         f"alexnet(weights={str(ckpt)!r}, ...) loads it into the network you name")
+    net = load_module(contents, ckpt).net.eval()
+    run, folder, source = contents.get(CheckpointRun.KEY), run_folder_of(str(ckpt)), ckpt
+    if run is not None:
+        config, names = OmegaConf.create(run["config"]), run["class_names"]  # checked by read_file
+    elif folder is not None:  # as saved: ${hydra:...} keys do not resolve outside the run
+        source = folder / RUN_CONFIG
+        config = OmegaConf.create(run_config(source))
+        names = data_class_names(config, source)
+    else:
+        config, names = OmegaConf.create({k: contents["hyper_parameters"][k] for k in ("model", "optim")}), None
+    if names is None:
+        warnings.warn(f"{ckpt}: no class names stored with it or found in its run's data: "
+                      f"class_names are the class indices")
+        names = [str(i) for i in range(net.classifier.fc8.out_features)]
+    return Trained(net, config, names, source)
+
+
+def data_class_names(config: DictConfig, source: Path) -> list[str] | None:
+    """The class names of the data of a run config read from ``source``, if its data can still
+    be found."""
+    try:
+        datamodule = build_datamodule(OmegaConf.to_container(config.data, resolve=True), source)
+        datamodule.setup("predict")
+    except UntrustedFile:
+        raise
+    except (OSError, ValueError):
+        return None
+    return getattr(datamodule, "class_names", None)

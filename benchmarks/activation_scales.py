@@ -18,7 +18,8 @@ from torch import nn
 
 from timing import machine, save
 
-from alexnet_lit.build import build_datamodule, load_module
+from alexnet_lit.build import build_datamodule
+from alexnet_lit.trained import load_module
 from alexnet_lit.trust import NETWORKS, rebuild, run_config
 from alexnet_lit.weights import read_file
 

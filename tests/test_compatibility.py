@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from alexnet_lit.api import load
+from alexnet_lit.trained import load
 from alexnet_lit.weights import read_file
 from conftest import REPO, train_command
 

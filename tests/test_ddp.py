@@ -8,7 +8,8 @@ import lightning as L
 import pytest
 import torch
 
-from alexnet_lit.build import build_datamodule, load_module, optim_settings
+from alexnet_lit.build import build_datamodule, optim_settings
+from alexnet_lit.trained import load_module
 from alexnet_lit.train import train
 from conftest import REPO, job_of, read_metrics, sigterm_in_validation, train_command
 

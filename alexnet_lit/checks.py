@@ -80,41 +80,90 @@ _ABSENT = object()
 
 
 class Range:
-    """Numbers from ``low`` (included) to ``high`` (included unless ``open_high``)."""
+    """Numbers from ``low`` to ``high`` (each included unless ``open_low``, ``open_high``), odd
+    ones alone if ``odd``, and the values of ``also`` (value -> what it means: ``None`` for a
+    null, ``-1`` for Lightning's no limit)."""
 
-    def __init__(self, integer: bool, low: float, high: float = math.inf, open_high=False):
-        self.integer, self.low, self.high, self.open_high = integer, low, high, open_high
+    def __init__(self, integer: bool, low: float, high: float = math.inf, *, open_low=False, open_high=False,
+                 odd=False, also: dict | None = None):
+        self.integer, self.low, self.high, self.odd = integer, low, high, odd
+        self.open_low, self.open_high, self.also = open_low, open_high, also or {}
 
     def holds(self, value) -> bool:
+        if value is None:
+            return None in self.also
         if isinstance(value, bool) or not isinstance(value, int if self.integer else Real):
             return False
-        if not math.isfinite(value):
+        if value in self.also:
+            return True
+        if not math.isfinite(value) or (self.odd and value % 2 == 0):
             return False
-        return self.low <= value and (value < self.high if self.open_high else value <= self.high)
+        return ((self.low < value if self.open_low else self.low <= value)
+                and (value < self.high if self.open_high else value <= self.high))
 
     def __str__(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        if self.high == math.inf:
-            return f"{kind} >= {self.low}"
-        return f"{kind} in [{self.low}, {self.high}{')' if self.open_high else ']'}"
+        kind = ("an odd integer" if self.odd else "an integer") if self.integer else "a number"
+        if self.high < math.inf:
+            allowed = (f"{kind} in {'(' if self.open_low else '['}{self.low}, {self.high}"
+                       f"{')' if self.open_high else ']'}")
+        elif self.low > -math.inf:
+            allowed = f"{kind} {'>' if self.open_low else '>='} {self.low}"
+        else:
+            allowed = kind if self.integer else "a finite number"
+        return allowed + "".join(f", or {'null' if value is None else value} ({meaning})"
+                                 for value, meaning in self.also.items())
 
 
-# key -> the values it may take; keys a command's config lacks are not checked
+# key -> the values it may take; keys a command's config lacks are not checked; a * stands for
+# every entry of the table there (model.features.*.out: the kernel count of every convolution row)
 RANGES = {
+    "seed": Range(True, 0, 2**32 - 1, also={None: "unseeded"}),  # what numpy and Lightning seed with
     "data.batch_size": Range(True, 1),
     "data.num_workers": Range(True, 0),
     "data.image_size": Range(True, 1),
     "data.crop_size": Range(True, 1),
     "data.num_classes": Range(True, 2),
-    "data.train_eval_images": Range(True, 0),
+    "data.train_eval_images": Range(True, 0, also={None: "as many as validation holds"}),
+    "model.features.*.out": Range(True, 1),
+    "model.features.*.kernel": Range(True, 1),
+    "model.features.*.stride": Range(True, 1),
+    "model.features.*.pad": Range(True, 0),
+    "model.width.*": Range(False, 0, open_low=True),
+    "model.pool.kernel": Range(True, 1),
+    "model.pool.stride": Range(True, 1),
+    "model.lrn.size": Range(True, 1, odd=True),  # a window centred on each channel
+    "model.lrn.alpha": Range(False, 0),
+    "model.lrn.beta": Range(False, 0),
+    "model.lrn.k": Range(False, 0, open_low=True),  # 0 divides by 0 where a window is all zeros
+    "model.rnorm.size": Range(True, 1, odd=True),  # a window centred on each position
+    "model.rnorm.scale": Range(False, 0),
+    "model.rnorm.pow": Range(False, 0),
+    "model.classifier.*": Range(True, 1),
+    "model.dropout": Range(False, 0, 1, open_high=True),
+    "model.positive_bias": Range(False, -math.inf, also={None: "the init's own"}),
     "optim.lr": Range(False, 0),  # 0: weights that stay as drawn, a baseline (benchmarks/learns.py)
     "optim.momentum": Range(False, 0, 1, open_high=True),
     "optim.weight_decay": Range(False, 0),
-    "model.dropout": Range(False, 0, 1, open_high=True),
+    "optim.scheduler.factor": Range(False, 0, 1, open_low=True, open_high=True),
+    "optim.scheduler.patience": Range(True, 0),
+    "trainer.max_epochs": Range(True, 1),  # 0 would "complete" a run that trained nothing
+    "trainer.max_steps": Range(True, 1, also={-1: "no limit"}),
     "trainer.num_nodes": Range(True, 1),
     "callbacks.last_checkpoint.every_n_steps": Range(True, 1),
 }
-NULLABLE = {"data.train_eval_images"}  # null: as many training images as validation holds
+
+
+def entries(cfg: DictConfig, key: str) -> list[tuple[str, object]]:
+    """(key, value) for ``key`` in ``cfg``, a ``*`` in it standing for each entry of the table
+    there; none where the config lacks it."""
+    table, star, rest = key.partition(".*")
+    if not star:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        return [] if value is _ABSENT else [(key, value)]
+    rows = OmegaConf.select(cfg, table, default=None)
+    if not OmegaConf.is_dict(rows):
+        return []
+    return [found for name in rows for found in entries(cfg, f"{table}.{name}{rest}")]
 
 
 def check_data(cfg: DictConfig, reads_data: bool = True) -> None:
@@ -171,15 +220,12 @@ def check_config(cfg: DictConfig, reads_data: bool = True) -> None:
     problems, values = [], {}
     for key, allowed in RANGES.items():
         try:
-            value = OmegaConf.select(cfg, key, default=_ABSENT)
+            found = entries(cfg, key)
         except Exception as err:  # an interpolation that does not resolve
             problems.append(f"{key}: {err}")
             continue
-        values[key] = value
-        if value is _ABSENT or (value is None and key in NULLABLE):
-            continue
-        if not allowed.holds(value):
-            problems.append(f"{key}={value!r}: expected {allowed}")
+        values.update(found)
+        problems += [f"{name}={value!r}: expected {allowed}" for name, value in found if not allowed.holds(value)]
     crop, size = values.get("data.crop_size"), values.get("data.image_size")
     if RANGES["data.crop_size"].holds(crop) and RANGES["data.image_size"].holds(size) and crop > size:
         problems.append(f"data.crop_size={crop} is larger than data.image_size={size}: "

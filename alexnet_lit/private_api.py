@@ -46,16 +46,31 @@ class AppendingExperimentWriter(ExperimentWriter):
 
     def _check_log_dir_exists(self) -> None:
         """Take up the header of this run's own file (the run folder's lock keeps other jobs
-        out)."""
+        out), its rows checked before the run starts (:meth:`_read`)."""
         if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                self.metrics_keys = next(csv.reader(f), [])
+            self.metrics_keys, _ = self._read()
 
-    def _rows(self) -> list[dict]:
-        """The complete rows: a process killed while appending leaves part of one at the end."""
+    def _read(self) -> tuple[list[str], list[dict]]:
+        """The header and the complete rows: a process killed while appending leaves part of one
+        at the end. A damaged file is refused (ValueError) naming its line and what is wrong."""
         with self._fs.open(self.metrics_file_path, "r", newline="") as f:
             text = f.read()
-        return list(csv.DictReader(text[:text.rfind("\n") + 1].splitlines()))
+        lines = csv.reader(text[:text.rfind("\n") + 1].splitlines())
+        header, rows = next(lines, []), []
+        if header and "step" not in header:
+            raise self._damaged(1, "its header has no step column")
+        for fields in filter(None, lines):  # csv.DictReader's way: blank lines skipped
+            if len(fields) != len(header):
+                raise self._damaged(lines.line_num, f"{len(fields)} fields where its header has {len(header)}")
+            row = dict(zip(header, fields))
+            if not row["step"].isdecimal():
+                raise self._damaged(lines.line_num, f"column step holds {row['step']!r}, not a step number")
+            rows.append(row)
+        return header, rows
+
+    def _damaged(self, line: int, problem: str) -> ValueError:
+        return ValueError(f"{self.metrics_file_path} line {line}: {problem}; mend that line to resume, or move "
+                          "the file away to resume without the rows of the attempts before")
 
     def _rewrite(self, rows: list[dict]) -> None:
         with replacing(self.metrics_file_path, newline="") as f:
@@ -64,14 +79,14 @@ class AppendingExperimentWriter(ExperimentWriter):
             writer.writerows(rows)
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
-        self._rewrite(self._rows())
+        self._rewrite(self._read()[1])
 
     def forget_from(self, step: int) -> None:
         """Drop the rows of ``step`` and later, written by an attempt that went beyond the
         checkpoint the run resumes from: it logs those steps again."""
         self.metrics = [m for m in self.metrics if m["step"] < step]
         if self._fs.isfile(self.metrics_file_path):
-            kept = [row for row in self._rows() if int(row["step"]) < step]
+            kept = [row for row in self._read()[1] if int(row["step"]) < step]
             self._rewrite(kept)
 
 

@@ -70,7 +70,28 @@ BAD_VALUES = [("data.batch_size=0", "data.batch_size=0: expected an integer >= 1
               ("data.image_size=0", "data.image_size=0: expected an integer >= 1"),
               ("model.input_size=80", "data.crop_size=80 is larger than data.image_size=76"),
               ("callbacks.last_checkpoint.every_n_steps=0",
-               "callbacks.last_checkpoint.every_n_steps=0: expected an integer >= 1")]
+               "callbacks.last_checkpoint.every_n_steps=0: expected an integer >= 1"),
+              # issue 33: each of these ended in numpy, an IndexError, a RuntimeError, a non-finite
+              # loss or a run that "completed" without training, none naming its key
+              ("seed=-1", "seed=-1: expected an integer in [0, 4294967295], or null (unseeded)"),
+              ("seed=4294967296", "seed=4294967296: expected an integer in [0, 4294967295]"),
+              ("model.classifier.fc6=0", "model.classifier.fc6=0: expected an integer >= 1"),
+              ("model.classifier.fc7=-3", "model.classifier.fc7=-3: expected an integer >= 1"),
+              ("model.features.conv2.out=0", "model.features.conv2.out=0: expected an integer >= 1"),
+              ("model.features.conv3.out=-5", "model.features.conv3.out=-5: expected an integer >= 1"),
+              ("model.features.conv1.kernel=0", "model.features.conv1.kernel=0: expected an integer >= 1"),
+              ("model.features.conv1.stride=0", "model.features.conv1.stride=0: expected an integer >= 1"),
+              ("model.pool.kernel=0", "model.pool.kernel=0: expected an integer >= 1"),
+              ("model.pool.stride=0", "model.pool.stride=0: expected an integer >= 1"),
+              ("model.lrn.beta=nan", "model.lrn.beta=nan: expected a number >= 0"),
+              ("model.lrn.alpha=inf", "model.lrn.alpha=inf: expected a number >= 0"),
+              ("model.lrn.k=0", "model.lrn.k=0: expected a number > 0"),
+              ("model.lrn.size=4", "model.lrn.size=4: expected an odd integer >= 1"),
+              ("model.positive_bias=nan", "model.positive_bias=nan: expected a finite number, or null (the init's own)"),
+              ("optim.scheduler.factor=1", "optim.scheduler.factor=1: expected a number in (0, 1)"),
+              ("trainer.max_epochs=0", "trainer.max_epochs=0: expected an integer >= 1"),
+              ("trainer.max_epochs=-1", "trainer.max_epochs=-1: expected an integer >= 1"),
+              ("trainer.max_steps=0", "trainer.max_steps=0: expected an integer >= 1, or -1 (no limit)")]
 
 
 @pytest.mark.parametrize("override, said", BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
@@ -78,6 +99,25 @@ def test_a_bad_value_is_named_with_what_is_allowed(compose_cfg, override, said):
     with pytest.raises(ConfigError) as error:
         check_config(compose_cfg("experiment=tiny", override))
     assert said in str(error.value)
+
+
+def test_values_at_the_ends_of_their_ranges_pass(compose_cfg):
+    check_config(compose_cfg("experiment=tiny", "seed=4294967295", "model.features.conv1.pad=0", "model.lrn.alpha=0",
+                             "model.lrn.size=1", "model.dropout=0", "trainer.max_epochs=1", "trainer.max_steps=-1"))
+    check_config(compose_cfg("experiment=tiny", "seed=null", "model.positive_bias=-1", "data.train_eval_images=null"))
+
+
+@pytest.mark.slow
+def test_a_train_command_refuses_the_network_and_schedule_values_before_any_work(tmp_path, cache_dir):
+    done = subprocess.run(command("train", tmp_path / "run", cache_dir, "experiment=tiny", "seed=-1", "model.classifier.fc6=0",
+                                  "model.pool.kernel=0", "model.lrn.beta=nan", "trainer.max_epochs=0"),
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (
+        "bad config values: seed=-1: expected an integer in [0, 4294967295], or null (unseeded); "
+        "model.pool.kernel=0: expected an integer >= 1; model.lrn.beta=nan: expected a number >= 0; "
+        "model.classifier.fc6=0: expected an integer >= 1; trainer.max_epochs=0: expected an integer >= 1")
+    assert not (tmp_path / "run").exists()  # stopped before Hydra makes the run folder
 
 
 @pytest.mark.slow  # every command started as a process

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from alexnet_lit.checkpointing.faults import AtomicCheckpointIO
 from alexnet_lit.checkpointing.run_folder import job_folder
 from conftest import FINISHED_RUN, REPO, survivors, train_command
 
@@ -135,6 +136,35 @@ def test_a_damaged_last_checkpoint_is_named_and_the_results_are_kept(tmp_path, c
         assert after[key] == before[key]  # nothing measured is erased
 
 
+def damaged_log(rows: list[list[str]], damage: str) -> tuple[list[list[str]], str]:
+    """metrics.csv's ``rows`` (its header first) damaged, and where the error must say the damage is.
+    Before, a resume raised KeyError: 'step', TypeError (int() of None) and ValueError (int('x'))."""
+    header, step = rows[0], rows[0].index("step")
+    if damage == "header":
+        return [[name.replace("step", "stp") for name in header], *rows[1:]], "line 1: its header has no step column"
+    if damage == "short row":
+        return [*rows[:2], rows[2][:step], *rows[3:]], f"line 3: {step} fields where its header has {len(header)}"
+    return [*rows[:3], [*rows[3][:step], "x", *rows[3][step + 1:]], *rows[4:]], "line 4: column step holds 'x', not a step number"
+
+
+@pytest.mark.parametrize("damage", ["header", "short row", "step"])
+def test_a_damaged_metrics_csv_is_named_before_the_run_resumes_and_nothing_is_changed(tmp_path, cache_dir, trained_run, damage):
+    folder = tmp_path / "run"
+    shutil.copytree(trained_run, folder)
+    log = folder / "csv" / "metrics.csv"
+    with open(log, newline="") as f:
+        rows, said = damaged_log(list(csv.reader(f)), damage)
+    with open(log, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    files = {p: p.read_bytes() for p in folder.rglob("*")
+             if p.is_file() and ".hydra" not in p.parts and p.name not in ("train.log", ".lock")}  # the job's own
+    resumed = run(train_command(folder, cache_dir, *FINISHED_RUN, "trainer.max_epochs=5"))
+    assert resumed.returncode != 0
+    assert resumed.stderr.strip().splitlines()[-1] == (  # the command's last line, the whole error
+        f"{log} {said}; mend that line to resume, or move the file away to resume without the rows of the attempts before")
+    assert {p: p.read_bytes() for p in files} == files  # results.json, checkpoints and the log as they were
+
+
 def test_a_folder_resumes_only_its_own_run(tmp_path, cache_dir, trained_run):
     folder = tmp_path / "run"
     shutil.copytree(trained_run, folder)
@@ -217,9 +247,29 @@ def test_a_full_disk_ends_in_one_line_naming_the_file(tmp_path, cache_dir):
         last = folder / "run" / "checkpoints" / "last.ckpt"
         assert done.returncode != 0
         error = done.stderr.strip().splitlines()[-1]  # the command's last line, the whole error
-        assert f"No space left on device: cannot write {last}" in error and "enforce fail" not in error
+        assert error.endswith(f"No space left on device: cannot write {last} (there is no earlier last.ckpt)")
+        assert "enforce fail" not in error
         assert not list(folder.rglob("*.partial"))
         results = json.loads((folder / "run" / "results.json").read_text())
         assert results["status"] == "failed" and "No space left" in results["error"]
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("earlier", [True, False], ids=["earlier", "first"])
+def test_a_full_disk_says_whether_an_earlier_checkpoint_is_kept(tmp_path, earlier):
+    folder = tmp_path / "small"
+    if not mounted_tmpfs(folder, "256k"):
+        pytest.skip("needs to mount a 256 KB tmpfs (root and mount(8)): the disk-full test fills it")
+    try:
+        best = folder / "best.ckpt"
+        if earlier:
+            AtomicCheckpointIO().save_checkpoint({"step": 1}, best)
+        with pytest.raises(OSError) as error:
+            AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(1 << 20)}, best)  # 4 MB
+        said = "the previous best.ckpt is kept whole" if earlier else "there is no earlier best.ckpt"
+        assert str(error.value) == f"[Errno 28] No space left on device: cannot write {best} ({said})"
+        assert torch.load(best)["step"] == 1 if earlier else not best.exists()
+        assert not list(folder.rglob("*.partial"))
     finally:
         subprocess.run(["umount", str(folder)], check=True)

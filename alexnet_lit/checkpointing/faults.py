@@ -34,8 +34,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
         except (OSError, RuntimeError) as err:
             if no_space_left(err, path.parent):
-                raise OSError(errno.ENOSPC, f"No space left on device: cannot write {path} "
-                                            f"(the previous {path.name} is kept whole)") from None
+                kept = f"the previous {path.name} is kept whole" if path.exists() else f"there is no earlier {path.name}"
+                raise OSError(errno.ENOSPC, f"No space left on device: cannot write {path} ({kept})") from None
             raise
 
 

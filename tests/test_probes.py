@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
 from alexnet_lit.lrn import LRN

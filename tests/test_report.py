@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 from PIL import Image
-from scipy import stats as scipy_stats
 
 from alexnet_lit import report
 from alexnet_lit.analysis.render import COLUMNS, OFFICIAL_COLUMNS

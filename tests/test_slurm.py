@@ -2,7 +2,6 @@
 Optuna search through hydra/launcher=slurm, a 2-process DDP job under srun, and jobs stopped
 by SIGTERM (scancel, or their time limit's --signal) that requeue themselves and end as an
 uninterrupted run."""
-import json
 import re
 import shlex
 import subprocess

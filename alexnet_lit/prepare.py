@@ -2,27 +2,33 @@
 256, the central 256x256 patch kept, written as raw uint8 arrays (or, ``--storage jpeg``, as
 JPEG shards) with the training set's mean image and RGB colour PCA beside them
 (alexnet_lit.data.prepared). Parallel over CPU cores, resumable: run the same command again
-after an interruption.
+after an interruption. ``--verify DIR`` checks a prepared folder against the checksums
+prepare recorded in its prepared.json.
 
     python -m alexnet_lit.prepare /data/ILSVRC2012 /fast/imagenet256 --layout imagenet
     python -m alexnet_lit.train data=imagenet data.root=/fast/imagenet256
+    python -m alexnet_lit.prepare --verify /fast/imagenet256
 """
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from alexnet_lit.checks import OneLineParser
 from alexnet_lit.data.decode import EXIF_ORIENTATION, ON_ERROR, DecodeError
 from alexnet_lit.data.ilsvrc import GROUND_TRUTH_FORMS
 from alexnet_lit.data.preparation import prepare
-from alexnet_lit.data.prepared import LAYOUTS, SKIPPED, STORAGE, STREAMED
+from alexnet_lit.data.prepared import LAYOUTS, SKIPPED, STORAGE, STREAMED, read_meta, verify
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(prog="python -m alexnet_lit.prepare", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="folder holding train/<class>/* and the validation split")
-    parser.add_argument("out", help="output folder (resumed if it holds an unfinished run)")
+    parser.add_argument("source", nargs="?", help="folder holding train/<class>/* and the validation split")
+    parser.add_argument("out", nargs="?", help="output folder (resumed if it holds an unfinished run)")
+    parser.add_argument("--verify", metavar="DIR",
+                        help="instead of preparing: check the prepared folder DIR against the checksums in its "
+                             "prepared.json, naming every damaged piece (exit status 1 if any)")
     parser.add_argument("--layout", choices=LAYOUTS, default="folder",
                         help="imagenet: class folders must be WordNet ids (default: folder)")
     parser.add_argument("--image-size", type=int, default=256, help="S of the S x S images (256)")
@@ -45,13 +51,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--exif-orientation", choices=EXIF_ORIENTATION, default="ignore",
                         help="ignore: pixels as stored, as torchvision's loader reads them (default); apply: "
                              "turned upright as a viewer shows them; training must ask for the same")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.verify is not None and args.source is not None:
+        parser.error("--verify DIR takes no SOURCE or OUT")
+    if args.verify is None and args.out is None:
+        parser.error("expected SOURCE and OUT folders (or --verify DIR)")
+    return args
 
 
 def prepare_command(argv: list[str] | None = None) -> dict:
     """Prepare the folder the command line names; print one line of what was written and
-    return ``prepared.json``'s contents."""
+    return ``prepared.json``'s contents; with ``--verify DIR``, :func:`verify_command`'s."""
     args = parse_args(argv)
+    if args.verify is not None:
+        return verify_command(Path(args.verify))
     began = time.perf_counter()
     try:
         meta = prepare(args.source, args.out, layout=args.layout, image_size=args.image_size,
@@ -70,9 +83,27 @@ def prepare_command(argv: list[str] | None = None) -> dict:
     return meta
 
 
+def verify_command(root: Path) -> dict:
+    """``--verify DIR``: each damaged piece of ``root`` on a line, then exit status 1; or one
+    line saying every piece is as prepared, and prepared.json's contents."""
+    try:
+        problems = verify(root)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"prepare --verify: {err}")
+    for line in problems:
+        print(line)
+    if problems:
+        sys.exit(f"prepare --verify: {root}: {len(problems)} damaged, listed above; "
+                 f"prepare the data again into a new folder")
+    meta = read_meta(root)
+    files = meta["checksums"]["files"].values()
+    print(f"{root}: {len(files)} files, {sum(f['bytes'] for f in files)} bytes, every piece as prepared")
+    return meta
+
+
 def main(argv: list[str] | None = None) -> None:
-    """The console script: exit status 0 once the folder is prepared (nothing returned for
-    ``sys.exit`` to print)."""
+    """The console script: exit status 0 once the folder is prepared or verified (nothing
+    returned for ``sys.exit`` to print)."""
     prepare_command(argv)
 
 

@@ -6,7 +6,7 @@
 The same images, prepared both ways at 256x256, are read in random order, a batch at a
 time, into uint8 (B, 256, 256, 3) on ``--device``, as training reads them:
 
-- raw: rows of the memory map, stacked and transferred;
+- raw: the rows (read with ``pread``), stacked and transferred;
 - jpeg: the shard bytes, checked against their CRC-32, decoded as the data module decodes
   them: on a CPU each image by the loader worker (one thread here: images/s per core), on
   CUDA the whole batch by nvJPEG.

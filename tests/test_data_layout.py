@@ -92,6 +92,18 @@ def test_missing_root_and_split_name_what_was_expected(tmp_path):
         split_samples(tmp_path / "root", "train")
 
 
+def test_a_missing_split_is_named_sensibly_whichever_it_is(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"{root}/train does not exist: expected {root} to hold train/, "
+                                                f"with one folder of images per class$"):
+        split_samples(root, "train")
+    write_image(root / "train" / "a" / "0.jpg")
+    with pytest.raises(FileNotFoundError, match=f"{root}/test does not exist: expected {root} to hold train/ and "
+                                                f"test/, each with one folder of images per class, or the flat"):
+        split_samples(root, "test", classes=["a"])
+
+
 def test_malformed_roots(imagenet, tmp_path):
     root, truth = imagenet
     with pytest.raises(FileNotFoundError, match="no ground truth.*LOC_val_solution.csv"):

@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from alexnet_lit.data.colour import PixelStats
 from alexnet_lit.data.decode import ImageFiles, check_orientation, check_policy, die_with_parent
 from alexnet_lit.data.ilsvrc import display_names
-from alexnet_lit.data.prepared import STATS, PreparedImages, PreparedJPEGs, decode_jpegs, is_prepared, read_meta
+from alexnet_lit.data.prepared import (STATS, PreparedImages, PreparedJPEGs, PreparedSplit, decode_jpegs, is_prepared,
+                                       read_meta)
 from alexnet_lit.data.samples import class_names, split_samples
-from alexnet_lit.data.sampling import TrainLoader, TrainSampler, eval_sampler, local_batch_size
+from alexnet_lit.data.sampling import CheckedLoader, TrainLoader, TrainSampler, eval_sampler, local_batch_size
 from alexnet_lit.data.views import VIEWS, PaperViews
 
 
@@ -165,6 +166,13 @@ class FolderDataModule(L.LightningDataModule):
         raise ValueError(f"{self.root} holds {storage} storage: train from it with data=streaming "
                          f"data.root={self.root}")
 
+    def check_files(self) -> None:
+        """Before each pass over the data: a prepared folder's files still have the sizes
+        prepare recorded (a :class:`~alexnet_lit.data.prepared.DamagedData` naming one that has not)."""
+        for split in (self.train_set, self.val_set):
+            if isinstance(split, PreparedSplit):
+                split.check_sizes()
+
     def batch_device(self) -> torch.device:
         """Where Lightning moves each batch, and the batch stage runs."""
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -173,19 +181,21 @@ class FolderDataModule(L.LightningDataModule):
         """Every loader is built here. ``batch_size`` is the global batch, shared by the
         processes; the samplers (alexnet_lit.data.sampling) shard the data themselves: for
         training a checkpointed, resumable order drawn from the run's seed (Lightning's
-        PL_GLOBAL_SEED), for evaluation every image exactly once."""
+        PL_GLOBAL_SEED), for evaluation every image exactly once. Each pass starts with
+        :meth:`check_files`."""
         h = self.hparams
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         settings = dict(batch_size=local_batch_size(h.batch_size, world), num_workers=h.num_workers,
                         pin_memory=torch.cuda.is_available(), persistent_workers=h.num_workers > 0,
                         generator=torch.Generator(),  # worker seeds: not from the step's RNG
                         collate_fn=getattr(dataset, "collate_fn", None),
-                        worker_init_fn=init_worker)  # not Lightning's seeding: workers draw no random numbers
+                        worker_init_fn=init_worker,  # not Lightning's seeding: workers draw no random numbers
+                        check=self.check_files)
         if shuffle:
             sampler = TrainSampler(len(dataset), h.batch_size, rank, world,
                                    seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
             return TrainLoader(dataset, sampler=sampler, **settings)
-        return DataLoader(dataset, sampler=eval_sampler(dataset, rank, world), **settings)
+        return CheckedLoader(dataset, sampler=eval_sampler(dataset, rank, world), **settings)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

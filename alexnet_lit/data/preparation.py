@@ -23,7 +23,7 @@ from alexnet_lit.data.colour import PixelSums, save_stats
 from alexnet_lit.data.decode import DecodeError, check_orientation, check_policy, die_with_parent, prepare_image
 from alexnet_lit.data.ilsvrc import display_names
 from alexnet_lit.data.prepared import (FORMAT, JPEG_QUALITY, LAYOUTS, MARKER, PLAN, SKIPPED, STATS, STORAGE, STREAMED,
-                                       is_prepared, read_meta, shard_path)
+                                       checksums, is_prepared, read_meta, shard_path)
 from alexnet_lit.data.samples import Samples, split_samples
 
 
@@ -136,6 +136,17 @@ def _run(chunks: list[Chunk], workers: int, progress: bool) -> None:
                 raise
 
 
+def data_files(out: Path, storage: str, splits) -> list[str]:
+    """The files training reads, relative to ``out``: stats.npz, and each split's labels and
+    pixels (images.npy, or its index and shards)."""
+    names = [STATS]
+    for split in splits:
+        pixels = (["images.npy"] if storage == "raw" else
+                  ["index.npy", *(f"shards/{p.name}" for p in sorted((out / split / "shards").glob("*.jpegs")))])
+        names += [f"{split}/{name}" for name in ("labels.npy", *pixels)]
+    return names
+
+
 def write_prepared(out: Path, classes: list[str], source: str, image_size: int,
                    splits: dict[str, np.ndarray], sums: PixelSums, skipped: list[str],
                    storage: str = "raw", class_names: list[str] | None = None,
@@ -145,7 +156,8 @@ def write_prepared(out: Path, classes: list[str], source: str, image_size: int,
     (alexnet_lit.data.ilsvrc.display_names), the class names themselves if not given;
     ``val_official_images``: how many rows of the val split, from its start, are the data
     set's own validation images (the rest are held-out training images); ``exif_orientation``:
-    how the images were decoded (alexnet_lit.data.decode), which a run must ask for too."""
+    how the images were decoded (alexnet_lit.data.decode), which a run must ask for too. The
+    checksums of the files training reads (alexnet_lit.data.prepared) go into prepared.json."""
     save_stats(sums.stats(source=str(out / STATS)), out / STATS)
     (out / SKIPPED).write_text("".join(f"{line}\n" for line in skipped))
     encoding = {} if storage == "raw" else dict(jpeg_quality=JPEG_QUALITY)
@@ -155,6 +167,7 @@ def write_prepared(out: Path, classes: list[str], source: str, image_size: int,
                         for name, labels in splits.items()})
     if val_official_images is not None:
         meta["val_official_images"] = val_official_images
+    meta["checksums"] = checksums(out, data_files(out, storage, splits))
     (out / f"{MARKER}.partial").write_text(json.dumps(meta, indent=1))
     os.replace(out / f"{MARKER}.partial", out / MARKER)
     return meta

@@ -59,8 +59,9 @@ def split_samples(root: Path, split: str, synsets: bool = False, classes: list[s
     folder = root / split
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"{folder} does not exist: expected {root} to hold train/ and {split}/, each with one "
-            f"folder of images per class" + (" (WordNet ids)" if synsets else "")
+            f"{folder} does not exist: expected {root} to hold "
+            + ("train/," if split == "train" else f"train/ and {split}/, each")
+            + " with one folder of images per class" + (" (WordNet ids)" if synsets else "")
             + (", or the flat ILSVRC2012_val_*.JPEG files plus a ground truth" if classes else ""))
     found = class_names(folder, synsets)
     if classes is None or found:

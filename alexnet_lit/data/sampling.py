@@ -6,6 +6,8 @@ the global batches are the same whatever the number of processes, and the loader
 (epoch, batches taken, seed) is all a resumed run needs to see the rest of the epoch in the
 same order. Evaluation: every image exactly once across processes (no padding duplicates).
 """
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
@@ -71,8 +73,26 @@ class TrainSampler(Sampler[int]):
             self.epoch, self.taken = self.epoch + 1, 0
 
 
-class TrainLoader(DataLoader):
-    """A DataLoader over a :class:`TrainSampler` that Lightning checkpoints: its fit loop
+class CheckedLoader(DataLoader):
+    """A DataLoader that calls ``check`` (are the data's files whole?) as each pass over it
+    starts, and again when a read fails: the check names what went wrong in one line, where a
+    loader worker's error carries its traceback."""
+
+    def __init__(self, *args, check: Callable[[], None] = lambda: None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.check = check
+
+    def __iter__(self):
+        self.check()
+        try:
+            yield from super().__iter__()
+        except OSError:
+            self.check()
+            raise
+
+
+class TrainLoader(CheckedLoader):
+    """A CheckedLoader over a :class:`TrainSampler` that Lightning checkpoints: its fit loop
     saves ``state_dict()`` and restores it with ``load_state_dict()`` on resume. (Lightning's
     ``overfit_batches`` swaps in a SequentialSampler, which keeps no position: conf/debug's
     overfit run saves no checkpoints.)"""

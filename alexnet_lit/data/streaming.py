@@ -59,6 +59,7 @@ def write_litdata(prepared: Path, out: Path, workers: int) -> dict:
                            chunk_bytes="64MB", num_workers=min(workers, len(shards)), mode="overwrite",
                            verbose=False)
     shutil.copy(prepared / STATS, out / STATS)
+    meta.pop("checksums", None)  # the shards', not those of the chunks
     meta["storage"] = STREAMED
     (out / MARKER).write_text(json.dumps(meta, indent=1))
     return meta

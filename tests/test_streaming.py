@@ -72,3 +72,21 @@ def test_training_streams_from_a_local_remote_as_the_docs_say(remote, tmp_path, 
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
     (position,) = state["loops"]["fit_loop"]["state_dict"]["combined_loader"]  # LitData's, for a resume
     assert position["dataset"]["input_dir_url"].startswith("local:") and position["num_samples_yielded"] == 96
+
+
+def test_two_processes_stream_one_epoch_between_them(remote, tmp_path, cache_dir):
+    """DDP on two CPU processes: each streams its own share of the chunks through its own cache,
+    so an epoch of 96 images in global batches of 16 is 6 steps, as on one process, and the
+    processes' positions in LitData's loader together count each image once."""
+    run_dir, stream_cache = tmp_path / "run", tmp_path / "stream-cache"
+    done = subprocess.run(train_command(run_dir, cache_dir, "data=streaming", f"data.root=local:{remote / 'litdata'}",
+                                        f"data.cache_dir={stream_cache}", "data.num_classes=4", "data.image_size=76",
+                                        "data.batch_size=16", "data.num_workers=1", "trainer.max_epochs=1",
+                                        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "completed" and results["steps"] == 96 // 16
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    (position,) = state["loops"]["fit_loop"]["state_dict"]["combined_loader"]  # process 0's
+    assert position["dataset"]["world_size"] == 2 and position["dataset"]["num_samples_yielded"] == 96 // 2

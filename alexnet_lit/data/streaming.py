@@ -121,7 +121,12 @@ class StreamingDataModule(FolderDataModule):
                              f"{storage} storage: train from it with data=folder")
         decode = self.batch_device().type != "cuda"
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        made = [litdata().StreamingDataset(f"{self.url}/{split}", cache_dir=str(self.cache / split), shuffle=train,
+        # Training: LitData gives each process chunks of its own, through one cache a node shares.
+        # Validation is read by index, each process's images from every chunk: a cache of its own,
+        # or one process would evict a chunk while another reads it.
+        rank = self.trainer.global_rank if self.trainer else 0
+        caches = dict(train=self.cache / "train", val=self.cache / "val" / f"process{rank}")
+        made = [litdata().StreamingDataset(f"{self.url}/{split}", cache_dir=str(caches[split]), shuffle=train,
                                            drop_last=train, seed=seed, transform=Decoded(decode),
                                            max_cache_size=self.hparams.max_cache_size)
                 for split, train in (("train", True), ("val", False))]

@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from alexnet_lit.build import CONFIG_DIR, build_datamodule, build_network, load_module, train_config
+from alexnet_lit.callbacks import CheckpointRun
 from alexnet_lit.checks import check_ablation_name, checkpoint_file
-from alexnet_lit.results import CheckpointRun
 from alexnet_lit.trained import RUN_CONFIG, EvaluationTransform, class_probabilities, run_folder_of
 from alexnet_lit.trust import UntrustedFile, run_config
 from alexnet_lit.weights import fit_weights, read_file

@@ -21,12 +21,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from alexnet_lit.callbacks import CheckpointRun, ResultsWriter
 from alexnet_lit.checks import (CONFIG_DIR, NO_DATA, ConfigError, check_ablation_overrides, check_config,  # noqa: F401
                                 stop)
 from alexnet_lit.console import progress, quiet_libraries
 from alexnet_lit.data.sampling import local_batch_size
 from alexnet_lit.module import AlexNetModule
-from alexnet_lit.results import CheckpointRun, ResultsWriter, git_commit
+from alexnet_lit.results import git_commit
 from alexnet_lit.checkpointing.run_folder import job_folder
 from alexnet_lit.tracking import media_callbacks
 from alexnet_lit.trust import DATA_MODULES, rebuild
@@ -175,7 +176,7 @@ class RunParts:
 def build_run(cfg: DictConfig, callbacks: list = (), **trainer_settings) -> RunParts:
     """The run of ``cfg``: its module, data module, loggers and Trainer with conf/callbacks,
     the results file and the run's config and class names in its checkpoints
-    (alexnet_lit.results) and, with ``logger=wandb``, the W&B media.
+    (alexnet_lit.callbacks) and, with ``logger=wandb``, the W&B media.
     ``callbacks`` are added to those; ``trainer_settings`` override conf/trainer."""
     out = Path(cfg.paths.output_dir)
     datamodule, module = build_datamodule(cfg.data), build_module(cfg)

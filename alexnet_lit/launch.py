@@ -1,7 +1,6 @@
 """DDP jobs inside a Hydra multirun: Lightning's ddp launcher starts a run's other processes
 by re-running the command line, which in a multirun is the whole sweep. Such a job is run
 alone instead, all its processes started afresh by torchrun."""
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from hydra.types import RunMode
 from hydra.utils import get_original_cwd
 
 from alexnet_lit.private_api import starts_processes_by_command_line
+from alexnet_lit.results import read_results
 
 
 def launches_from_command_line(trainer: L.Trainer) -> bool:
@@ -33,5 +33,5 @@ def train_under_torchrun(trainer: L.Trainer, out: Path) -> dict:
                     f"--nproc-per-node={trainer.num_devices}", "-m", "alexnet_lit.train",
                     *hydra_cfg.overrides.task, f'hydra.run.dir="{out}"', "paths.config_dir=null"],
                    check=True, cwd=get_original_cwd())
-    results = json.loads((out / "results.json").read_text())
-    return {"val/top1_err": results["val_top1_err"], "val/top5_err": results["val_top5_err"]}
+    results = read_results(out / "results.json")
+    return {"val/top1_err": results.val_top1_err, "val/top5_err": results.val_top5_err}

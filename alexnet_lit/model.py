@@ -17,61 +17,18 @@ import torch
 from torch import nn
 
 from alexnet_lit.data.sampling import derived_seed
+from alexnet_lit.layer_table import POOL, map_sizes, pool_coverage
 from alexnet_lit.lrn import LRN, MapNorm
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}  # Section 3.1
 INITS = ("paper", "caffe", "paper_gain", "kaiming", "cuda_convnet")
-POOLS = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}
-POOL = {"kernel": 3, "stride": 2, "ceil_mode": False}  # Section 3.4: z=3, s=2
+POOLS = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}  # the layers of layer_table.POOL_ROWS
 # The paper network's fan-in (inputs per output unit) of each learned layer, for paper_gain.
 PAPER_FAN_IN = {"conv1": 3 * 11 * 11, "conv2": 48 * 5 * 5, "conv3": 256 * 3 * 3, "conv4": 192 * 3 * 3,
                 "conv5": 192 * 3 * 3, "fc6": 256 * 6 * 6, "fc7": 4096, "fc8": 4096}
 # Section 5: "We initialized the neuron biases in the second, fourth, and fifth
 # convolutional layers, as well as in the fully-connected hidden layers, with 1."
 BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
-
-
-def pooled(size: int, pool: dict) -> tuple[int, int]:
-    """A pool's output size over ``size`` input rows (as torch computes it, no padding) and how
-    many of those rows its windows read: ``floor`` rounding leaves the last rows unread where
-    the windows do not fit, ``ceil_mode`` adds a window that reads them."""
-    kernel, stride = pool["kernel"], pool["stride"]
-    rounding = math.ceil if pool["ceil_mode"] else math.floor
-    out = rounding((size - kernel) / stride) + 1
-    if pool["ceil_mode"] and (out - 1) * stride >= size:  # a window must start inside the input
-        out -= 1
-    return out, max(0, min(size, (out - 1) * stride + kernel))
-
-
-def map_sizes(features: dict, input_size: int, pool: dict | None = None) -> dict[str, tuple[int, int, int]]:
-    """Each row's (input size, output size, input rows it reads) of a square ``input_size`` input,
-    from the layer table alone; a row that leaves no output is refused, naming it."""
-    pool, sizes, size = {**POOL, **(pool or {})}, OrderedDict(), input_size
-    for name, row in features.items():
-        if row is None:
-            continue
-        if isinstance(row, str) and row in POOLS:
-            out, seen = pooled(size, pool)
-        elif row in ("lrn", "rnorm"):
-            out, seen = size, size
-        elif isinstance(row, str):
-            raise ValueError(f"model.features.{name}={row!r}: expected a convolution row or one of "
-                             f"'lrn', 'rnorm', {', '.join(map(repr, POOLS))}")
-        else:
-            out, seen = (size + 2 * row["pad"] - row["kernel"]) // row["stride"] + 1, size
-        if out < 1:
-            raise ValueError(f"model.features.{name}: no output left from a "
-                             f"{input_size}x{input_size} input (model.input_size={input_size})")
-        sizes[name], size = (size, out, seen), out
-    return sizes
-
-
-def pool_coverage(features: dict, input_size: int, pool: dict | None = None) -> dict[str, tuple[int, int]]:
-    """Per pool stage (Section 3.4): (positions its windows read, positions there), rows times
-    columns. 2x2 windows with stride 2 on an odd size leave the last row and column unread."""
-    sizes = map_sizes(features, input_size, pool)
-    return {name: (sizes[name][2] ** 2, sizes[name][0] ** 2) for name in sizes
-            if isinstance(features[name], str) and features[name] in POOLS}
 
 
 class AlexNet(nn.Module):

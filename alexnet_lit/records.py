@@ -3,7 +3,6 @@ machines: each finished job's ``results.json`` and ``.hydra/{config,overrides}.y
 to ``RECORDS/<the job's folder name>/``, this machine's folders written as ``DATA`` (the data
 root), ``SWEEP`` (the sweep or run folder's parent), ``RECORDS`` and ``CACHE``; a job whose record is there is done and
 is not run again, on this machine or another. Reports read the records folder as a sweep."""
-import json
 import logging
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit.checkpointing.run_folder import job_folder
-from alexnet_lit.results import portable
+from alexnet_lit.results import portable, read_results
 from alexnet_lit.writing import replace_text
 
 log = logging.getLogger(__name__)
@@ -49,15 +48,15 @@ def recorded(cfg: DictConfig) -> dict | None:
     folder = record_folder(cfg)
     if folder is None or not (folder / "results.json").is_file():
         return None
-    results = json.loads((folder / "results.json").read_text())
-    if results.get("status") != "completed":
+    results = read_results(folder / "results.json")
+    if results.status != "completed":
         return None
     kept = OmegaConf.to_container(OmegaConf.load(folder / ".hydra/overrides.yaml"))
     if job_folder(kept) != job_folder(_overrides(cfg)):  # paths, logging and the like may differ
         raise ValueError(f"{folder}: a record of another job ({', '.join(kept)}) where this job "
                          f"({', '.join(_overrides(cfg))}) keeps its own; use another paths.records")
     log.info(f"done: {folder} holds this job's finished record; not run again")
-    return {"val/top1_err": results["val_top1_err"], "val/top5_err": results["val_top5_err"]}
+    return {"val/top1_err": results.val_top1_err, "val/top5_err": results.val_top5_err}
 
 
 def keep(cfg: DictConfig, out: Path) -> None:

@@ -5,7 +5,6 @@ a Lightning Trainer and leaves in the run folder: .hydra/ (the resolved config),
 checkpoints/{last,best}.ckpt, csv/metrics.csv and results.json. ``hparams_search=lr`` makes it
 an Optuna search of such runs (docs/searching.md).
 """
-import json
 import logging
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lit import records
 from alexnet_lit.build import build_run, hydra_command, save_config
+from alexnet_lit.callbacks import ResultsWriter
 from alexnet_lit.checkpointing.faults import last_checkpoint_path
 from alexnet_lit.console import errors
 from alexnet_lit.launch import launches_from_command_line, train_under_torchrun
-from alexnet_lit.results import ResultsWriter, record_failure
+from alexnet_lit.results import read_results, record_failure
 from alexnet_lit.checkpointing.resume import resume_path
 from alexnet_lit.checkpointing.run_folder import NotThisRun, check_resume, run_folder_lock
 from alexnet_lit.speed import reuse_host_memory
@@ -73,7 +73,7 @@ def train(cfg: DictConfig) -> dict:
     metrics = {**writer.metrics, **{k: float(v) for k, v in run.trainer.callback_metrics.items()}}
     if run.trainer.is_global_zero:
         log.info(final_line(out, metrics))
-        if json.loads((out / "results.json").read_text())["status"] == "completed":
+        if read_results(out / "results.json").status == "completed":
             records.keep(cfg, out)
     return metrics
 

@@ -24,7 +24,7 @@ from alexnet_lit.checks import checkpoint_file
 from alexnet_lit.data.decode import resize_centre_crop, to_rgb
 from alexnet_lit.data.views import PaperViews
 from alexnet_lit.module import AlexNetModule, crop_logits, view_log_probabilities
-from alexnet_lit.results import CheckpointRun
+from alexnet_lit.callbacks import CheckpointRun
 from alexnet_lit.trust import NETWORKS, UntrustedFile, checked, rebuild, run_config, settings
 from alexnet_lit.weights import fit_weights, network_weights, read_file
 

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from alexnet_lit.results import CheckpointRun
+from alexnet_lit.callbacks import CheckpointRun
 from alexnet_lit.trust import BUILT, checked
 
 # torchvision.models.alexnet: features.{0,3,6,8,10} are conv1..conv5, classifier.{1,4,6} fc6..fc8

@@ -63,6 +63,7 @@ from timing import machine, synchronize  # noqa: E402
 from alexnet_lit.build import build_datamodule, build_run, optim_settings  # noqa: E402
 from alexnet_lit.data.preparation import prepare  # noqa: E402
 from alexnet_lit.data.synthetic import synthesize  # noqa: E402
+from alexnet_lit.results import read_results  # noqa: E402
 from alexnet_lit.testing import read_metrics, sigterm_in_validation, train_command  # noqa: E402
 from alexnet_lit.train import train  # noqa: E402
 
@@ -367,7 +368,7 @@ def part_ddp_resume(args, data) -> dict:
     backend = next((line.split("=", 1)[1].strip() for line in log.splitlines()
                     if line.startswith("distributed_backend=")), None)
     stopped, log_stopped = run("resumed", *sigterm_in_validation())
-    status_after_sigterm = json.loads((stopped / "results.json").read_text())["status"]
+    status_after_sigterm = read_results(stopped / "results.json").status
     _, log_resumed = run("resumed")
     nondeterministic = sorted(set(re.findall(r"(\w+) does not have a deterministic implementation",
                                              log + log_stopped + log_resumed)))
@@ -376,11 +377,11 @@ def part_ddp_resume(args, data) -> dict:
     differences = {name: (w - b["state_dict"][name]).abs().max().item()
                    for name, w in a["state_dict"].items() if not torch.equal(w, b["state_dict"][name])}
     same_metrics = read_metrics(whole) == read_metrics(stopped)
-    results = json.loads((whole / "results.json").read_text())
+    results = read_results(whole / "results.json")
     expected_backend = "nccl" if args.device == "cuda" else "gloo"
     return dict(passed=(backend == expected_backend and status_after_sigterm == "interrupted" and not differences
-                        and same_metrics and results["processes"] == 1),
-                backend=backend, processes=results["processes"], steps=a["global_step"],
+                        and same_metrics and results.processes == 1),
+                backend=backend, processes=results.processes, steps=a["global_step"],
                 status_after_sigterm=status_after_sigterm, resumed_weights_equal=not differences,
                 weight_differences=differences, resumed_metrics_csv_equal=same_metrics,
                 nondeterministic_ops=nondeterministic)

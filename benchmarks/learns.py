@@ -15,13 +15,13 @@ and keeps the JSON up to date.
 """
 import argparse
 import csv
-import json
 import math
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ import torch
 from timing import machine, save
 
 from alexnet_lit.build import CONFIG_DIR
+from alexnet_lit.results import read_results
 
 DEFAULT_ARMS = {"defaults": "", "paper (literal)": "model.init=paper"}
 
@@ -42,7 +43,7 @@ def train(overrides: list[str], run_dir: Path) -> dict:
     results_file = run_dir / "results.json"
     if not results_file.is_file():
         raise RuntimeError(f"{shlex.join(command)} left no results.json:\n{done.stderr[-3000:]}")
-    results = json.loads(results_file.read_text())
+    results = asdict(read_results(results_file))
     with open(run_dir / "csv" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     number = lambda row, key: float(row[key]) if row.get(key) else None  # noqa: E731
@@ -53,9 +54,9 @@ def train(overrides: list[str], run_dir: Path) -> dict:
             if r.get(key):
                 epochs_seen.setdefault(int(r["epoch"]), {})[key.replace("/", "_")] = number(r, key)
     return dict(command=shlex.join(command), status=results["status"], wall_s=time.perf_counter() - began,
-                learning=results.get("learning"), dead_units=results.get("dead_units"), lrn=results.get("lrn"),
+                learning=results["learning"], dead_units=results["dead_units"], lrn=results["lrn"],
                 train_loss=losses, epochs=[dict(epoch=e, **v) for e, v in sorted(epochs_seen.items())],
-                error=results.get("error"))
+                error=results["error"])
 
 
 def print_arm(name: str, arm: dict) -> None:

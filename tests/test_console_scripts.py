@@ -2,7 +2,6 @@
 with its result on stdout (the result, not a dump), and on a mistake it exits non-zero with one
 line on stderr naming it, leaving no run folder behind."""
 import fcntl
-import json
 import os
 import pty
 import re
@@ -18,7 +17,7 @@ import yaml
 
 import alexnet_lit
 from conftest import REPO, write_image
-from test_report import write_sweep
+from test_report import write_figure1_sweep, write_sweep
 
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 BIN = Path(sys.executable).parent  # pip install -e . puts them beside the interpreter
@@ -67,20 +66,7 @@ def prepared(images, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Pat
 
 @pytest.fixture(scope="module")
 def figure1_sweep(tmp_path_factory) -> Path:
-    """A Figure 1 sweep's folders as its runs leave them: each rate's training-error curve."""
-    sweep = tmp_path_factory.mktemp("figure1")
-    curves = {("relu", 0.001): [0.8, 0.7, 0.6], ("relu", 0.01): [0.6, 0.4, 0.2], ("relu", 0.1): [0.7, 0.5, 0.4],
-              ("tanh", 0.001): [0.9, 0.85, 0.8], ("tanh", 0.01): [0.8, 0.6, 0.45], ("tanh", 0.1): [0.9, 0.8, 0.7]}
-    for (activation, lr), errors in curves.items():
-        job = sweep / f"{activation}_lr{lr}"
-        (job / ".hydra").mkdir(parents=True)
-        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(dict(
-            model=dict(activation=activation, init="cuda_convnet", rnorm=None),
-            optim=dict(lr=lr, momentum=0.9, weight_decay=0.0),
-            data=dict(normalize="paper", batch_size=128, augment=False, pca_noise=False, root=None))))
-        (job / "results.json").write_text(json.dumps(dict(status="completed", wall_time_s=10.0)))
-        (job / "train_error.json").write_text(json.dumps(dict(target=0.5, train_error=errors)))
-    return sweep
+    return write_figure1_sweep(tmp_path_factory.mktemp("figure1"))
 
 
 def test_the_scripts_are_those_of_pyproject():

@@ -13,9 +13,12 @@ from PIL import Image
 from torch import nn
 
 from alexnet_lit.analysis import figure1
+from alexnet_lit.checkpointing.faults import NonFiniteLossError
 from alexnet_lit.lrn import MapNorm
+from alexnet_lit.results import record_failure
 from conftest import REPO
 from test_data_real import cifar_subset
+from test_report import write_figure1_sweep
 
 POOLS = ["conv1", "pool1", "rnorm1", "conv2", "pool2", "rnorm2", "conv3", "pool3"]
 
@@ -124,6 +127,17 @@ def test_the_speed_up_is_at_each_activations_fastest_rate_or_a_lower_bound():
             trial("tanh", 0.04, [0.70])]
     assert figure1.fastest(long).lr == 0.01
     assert figure1.speedup(relu + long)["at_least_at_fastest"] == pytest.approx(3 / 1.75)
+
+
+def test_a_run_stopped_by_a_non_finite_loss_is_told_by_its_errors_class(tmp_path):
+    """A run that diverged (checkpointing.faults.NonFiniteLossError) is ``diverged``, one that
+    failed otherwise ``failed``: read from the record's ``error_type``, never its message."""
+    sweep = write_figure1_sweep(tmp_path)
+    meta = dict(ablation=["none"], seed=0)
+    record_failure(sweep / "tanh_lr0.1" / "results.json", NonFiniteLossError("the loss at step 3"), meta)
+    record_failure(sweep / "tanh_lr0.01" / "results.json", RuntimeError("non-finite training loss"), meta)
+    status = {t.lr: t.status for t in figure1.read_trials(sweep)[0] if t.activation == "tanh"}
+    assert status == {0.1: "diverged", 0.01: "failed", 0.001: "completed"}
 
 
 @pytest.mark.slow

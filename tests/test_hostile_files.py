@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import alexnet_lit
-from alexnet_lit.results import CheckpointRun
+from alexnet_lit.callbacks import CheckpointRun
 from conftest import REPO, command, train_command
 
 KEY = CheckpointRun.KEY

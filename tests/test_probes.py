@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from alexnet_lit.inspect.learning import AT_CHANCE_STEPS, DEAD_LAYER, learning_verdict
+from alexnet_lit.inspect.probes import DeadUnits, LayerActivity, LossWatch, relu_units
 from alexnet_lit.lrn import LRN
-from alexnet_lit.inspect.probes import DeadUnits, LayerActivity, relu_units
-from alexnet_lit.results import AT_CHANCE_STEPS, DEAD_LAYER, LossWatch, learning_verdict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,9 +84,9 @@ def test_relu_units_counts_each_relu_layers_units():
 ])
 def test_learning_verdict(watch, val_err, verdict):
     result = learning_verdict(10, watch, val_err, val_images=1000, dead_units={"act6": 0.5})
-    assert result["verdict"] == verdict
-    assert result["chance_loss"] == pytest.approx(math.log(10), abs=1e-4)
-    assert result["collapsed"] == verdict.endswith("at chance")
+    assert result.verdict == verdict
+    assert result.chance_loss == pytest.approx(math.log(10), abs=1e-4)
+    assert result.collapsed == verdict.endswith("at chance")
 
 
 def test_loss_at_chance_is_counted_over_the_second_half_only():
@@ -97,7 +97,7 @@ def test_loss_at_chance_is_counted_over_the_second_half_only():
         watch.update(torch.tensor(2.31 if step < 36 else 1.0), step)
     state = watch.state_dict()
     assert (state["steps"], state["at_chance"], state["first"]) == (31, 5, pytest.approx(2.31))
-    assert learning_verdict(10, state, 0.45, val_images=200, dead_units={})["verdict"] == "learns"
+    assert learning_verdict(10, state, 0.45, val_images=200, dead_units={}).verdict == "learns"
 
 
 @pytest.mark.parametrize("dead, at_chance, reasons", [
@@ -111,9 +111,9 @@ def test_the_collapse_rule_catches_runs_that_learn_a_little(dead, at_chance, rea
     last hidden layer died, or whose loss sat at chance most of the time, is collapsed, not learning."""
     watch = {"first": 2.3, "largest": 2.4, "step": 0, "steps": 600, "at_chance": at_chance}
     result = learning_verdict(10, watch, 0.826, val_images=8000, dead_units=dead)
-    assert result["collapse_reasons"] == reasons
-    assert result["verdict"] == ("collapsed" if reasons else "learns")
-    assert result["collapsed"] == bool(reasons)
+    assert result.collapse_reasons == reasons
+    assert result.verdict == ("collapsed" if reasons else "learns")
+    assert result.collapsed == bool(reasons)
     assert AT_CHANCE_STEPS == 0.5
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 import alexnet_lit
 from alexnet_lit.build import CONFIG_DIR, build_datamodule
 from alexnet_lit.predict import predict
-from alexnet_lit.results import CheckpointRun
+from alexnet_lit.callbacks import CheckpointRun
 from conftest import REPO, command, finished_run, write_image
 
 

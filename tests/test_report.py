@@ -4,6 +4,9 @@ columns, Figure 3's towers, runs still going or failed, W&B's keys, bad input.""
 import csv
 import re
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +17,9 @@ from alexnet_lit import report
 from alexnet_lit.analysis.render import COLUMNS, OFFICIAL_COLUMNS
 from alexnet_lit.analysis.runs import run_from_wandb, sweep_seeds
 from alexnet_lit.analysis.table import paper_table
-from alexnet_lit.results import write_json
+from alexnet_lit.results import Results, record_failure, write_json, write_results
 from alexnet_lit.build import CONFIG_DIR
-from conftest import compose_config, report_table
+from conftest import REPO, compose_config, report_table
 
 # (ablation, seed, status, val top-1, val top-5, train top-1, clean train top-1, learning verdict)
 JOBS = [("none", 0, "completed", 0.40, 0.18, 0.30, 0.26, "learns"),
@@ -94,6 +97,22 @@ def write_job(job: Path, name: str, seed: int, status: str, top1, top5, train1, 
         learning=dict(verdict=learning, collapsed=learning in COLLAPSED,
                       collapse_reasons=COLLAPSED.get(learning, [])) if learning else None, lrn=lrn,
         conv1_colour=colour(kernels, sizes), **extra))
+
+
+def write_figure1_sweep(sweep: Path) -> Path:
+    """A Figure 1 sweep's folders as its runs leave them: each rate's training-error curve."""
+    curves = {("relu", 0.001): [0.8, 0.7, 0.6], ("relu", 0.01): [0.6, 0.4, 0.2], ("relu", 0.1): [0.7, 0.5, 0.4],
+              ("tanh", 0.001): [0.9, 0.85, 0.8], ("tanh", 0.01): [0.8, 0.6, 0.45], ("tanh", 0.1): [0.9, 0.8, 0.7]}
+    for (activation, lr), errors in curves.items():
+        job = sweep / f"{activation}_lr{lr}"
+        (job / ".hydra").mkdir(parents=True)
+        OmegaConf.save(dict(model=dict(activation=activation, init="cuda_convnet", rnorm=None),
+                            optim=dict(lr=lr, momentum=0.9, weight_decay=0.0),
+                            data=dict(normalize="paper", batch_size=128, augment=False, pca_noise=False, root=None)),
+                       job / ".hydra" / "config.yaml")
+        write_results(job / "results.json", Results("completed", ["none"], 0, wall_time_s=10.0))
+        write_json(job / "train_error.json", dict(target=0.5, train_error=errors))
+    return sweep
 
 
 def test_the_report_puts_our_changes_beside_the_papers(sweep):
@@ -431,20 +450,31 @@ def test_the_header_says_when_each_part_was_fixed_and_counts_the_runs_by_commit(
         report.main([str(sweep), "--provenance", str(tmp_path / "missing.md")])
 
 
-ODD = {"null": ("results", "null", "not a JSON object but null"),
-       "a list": ("results", "[1, 2]", "not a JSON object but [1, 2]"),
+VERDICTS = "learns, learns after a loss spike, at chance, exploded and at chance, collapsed, exploded, unknown"
+# Job 0's results.json made odd: (its key, the value set there; "results": the whole file's text;
+# "config": .hydra/config.yaml's), and why the report lists it (alexnet_lit.results.ResultsFileError)
+ODD = {"not JSON": ("results", "{", "not valid JSON (Expecting property name enclosed in double quotes: "
+                                   "line 1 column 2 (char 1))"),
+       "null": ("results", "null", "the file is null, expected a JSON object"),
+       "a list": ("results", "[1, 2]", "the file is [1, 2], expected a JSON object"),
+       "no ablation": ("results", '{"status": "completed", "seed": 0}', "no key 'ablation'"),
        "ablation 5": ("ablation", 5, "ablation is 5, expected a list"),
-       "ablation [5]": ("ablation", [5], "ablation is [5], expected a list of names"),
-       "a NaN metric": ("val_top1_err", float("nan"), "val_top1_err is nan, not an error between 0 and 1"),
-       "a metric of 1e308": ("train_top1_err", 1e308, "train_top1_err is 1e+308, not an error between 0 and 1"),
-       "status null": ("status", None, "status is null"),
-       "lrn of numbers": ("lrn", {"norm1": 2}, "lrn: expected a mapping per LRN layer"),
-       "learning a string": ("learning", "learns", 'learning is "learns", expected a mapping'),
+       "ablation [5]": ("ablation", [5], "ablation[0] is 5, expected a string"),
+       "a NaN metric": ("val_top1_err", float("nan"), "val_top1_err is NaN, expected a number from 0 to 1"),
+       "a metric of 1e308": ("train_top1_err", 1e308, "train_top1_err is 1e+308, expected a number from 0 to 1"),
+       "a dead-unit share of 1.5": ("dead_units", {"act1": 1.5}, "dead_units.act1 is 1.5, expected a number from 0 to 1"),
+       "status null": ("status", None, "status is null, expected one of running, completed, failed, interrupted"),
+       "status of no kind": ("status", "done", 'status is "done", expected one of running, completed, failed, interrupted'),
+       "a renamed key": ("val_top5_error", 0.2, "unknown key 'val_top5_error'"),
+       "a newer version": ("version", 3, "version 3: this alexnet_lit reads versions 1 to 2"),
+       "lrn of numbers": ("lrn", {"norm1": 2}, "lrn.norm1 is 2, expected a JSON object"),
+       "learning a string": ("learning", "learns", 'learning is "learns", expected a JSON object'),
        "seed a string": ("seed", "0", 'seed is "0", expected an integer'),
-       "conv1_colour without kernels": ("conv1_colour", {"tower_means": [0.1, 0.2]},
-                                        "conv1_colour: expected lists of numbers kernels, tower_sizes and tower_means"),
+       "lr_drops of epochs": ("lr_drops", [3, 5], "lr_drops[0] is 3, expected a JSON object"),
+       "conv1_colour without kernels": ("conv1_colour", {"tower_sizes": [1, 1], "tower_means": [0.1, 0.2]},
+                                        "no key 'conv1_colour.kernels'"),
        "learning's verdict a number": ("learning", {"verdict": 5, "collapsed": False},
-                                       "learning: expected a verdict (a string) and collapsed (true or false)"),
+                                       f"learning.verdict is 5, expected one of {VERDICTS}"),
        "config not YAML": ("config", "model: [unclosed\n  : {", ".hydra/config.yaml: not a run's config"),
        "config's layer table a number": ("config", "model: {features: 5, input_size: 67}\n",
                                          ".hydra/config.yaml: model: not a network's layer table"),
@@ -469,3 +499,36 @@ def test_an_odd_job_is_listed_with_why_and_the_others_tabled(sweep, case):
     assert f"- `0/results.json`: {why}" in text
     rows = report_table(text)
     assert rows["none"][2] == "2" and rows["no_lrn"][2] == "3 (1 failed)"
+
+
+def test_a_job_that_failed_before_training_is_counted_failed(sweep):
+    """A run that stopped before it measured anything (a damaged checkpoint, a bad config) has
+    a record of its setting and error alone: a failed run of its arm, not an unreadable file."""
+    (sweep / "0" / "results.json").unlink()
+    record_failure(sweep / "0" / "results.json", ValueError("last.ckpt: truncated"), dict(ablation=["none"], seed=0))
+    report.main([str(sweep)])  # no unreadable file: exit 0
+    assert report_table((sweep / "report.md").read_text())["none"][2] == "2 (1 failed)"
+
+
+# Runs the report as ``python -m alexnet_lit.report ARGS`` would, then prints which of torch and
+# Lightning it imported.
+LOADED = """import runpy, sys
+try:
+    runpy.run_module("alexnet_lit.report", run_name="__main__")
+finally:
+    print(sorted({"torch", "lightning"} & set(sys.modules)))"""
+
+
+def test_the_report_reads_its_files_without_torch_or_lightning(sweep, tmp_path_factory):
+    """The table, on a sweep holding one of ablations/table/runs' records as it is committed
+    (its config's classes checked against conf/), and --figure1: neither imports torch nor
+    Lightning."""
+    for name in ("results.json", ".hydra/config.yaml"):
+        (sweep / "real" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "ablations/table/runs/seed10/none" / name, sweep / "real" / name)
+    figure1, out = write_figure1_sweep(tmp_path_factory.mktemp("figure1")), tmp_path_factory.mktemp("out")
+    for args in ([sweep, "--out", out], ["--figure1", figure1, "--out", out]):
+        done = subprocess.run([sys.executable, "-c", LOADED, *map(str, args)], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.splitlines()[-1] == "[]", args

@@ -4,9 +4,10 @@ verdict, steps with the loss at chance, and each ReLU layer with more than 5% of
 
     python ablations/table/pilot.py SWEEP/NAME
 """
-import json
 import sys
 from pathlib import Path
+
+from alexnet_lit.results import read_results
 
 
 def percent(x: float | None) -> str:
@@ -16,13 +17,12 @@ def percent(x: float | None) -> str:
 def main(folder: str) -> None:
     print("| seed | status | val | official val | clean train | augmented train | verdict | loss at chance | dead units |")
     print("|---|---|---|---|---|---|---|---|---|")
-    runs = [json.loads(p.read_text()) for p in Path(folder).rglob("results.json")]
-    for r in sorted(runs, key=lambda r: r["seed"]):
-        learning = r["learning"]
-        dead = ", ".join(f"{k} {v:.0%}" for k, v in r["dead_units"].items() if v and v > 0.05) or "none over 5%"
-        print(f"| {r['seed']} | {r['status']} | {percent(r['val_top1_err'])} | {percent(r.get('val_official_top1_err'))} "
-              f"| {percent(r.get('train_eval_top1_err'))} | {percent(r.get('train_top1_err'))} | {learning['verdict']} "
-              f"| {learning.get('at_chance_steps')} of {learning.get('steps')} | {dead} |")
+    runs = [read_results(p) for p in Path(folder).rglob("results.json")]
+    for r in sorted(runs, key=lambda r: r.seed):
+        dead = ", ".join(f"{k} {v:.0%}" for k, v in (r.dead_units or {}).items() if v > 0.05) or "none over 5%"
+        print(f"| {r.seed} | {r.status} | {percent(r.val_top1_err)} | {percent(r.val_official_top1_err)} "
+              f"| {percent(r.train_eval_top1_err)} | {percent(r.train_top1_err)} | {r.learning.verdict} "
+              f"| {r.learning.at_chance_steps} of {r.learning.steps} | {dead} |")
 
 
 if __name__ == "__main__":

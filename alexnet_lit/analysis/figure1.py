@@ -3,8 +3,8 @@ error on CIFAR-10 six times faster with ReLUs than with tanh units, each at the 
 that trains it fastest, with no regularisation of any kind.
 
 The runs are ordinary training runs (``experiment=figure1``, a multirun over activation x
-learning rate); :class:`TrainErrorTarget` stops each once its training error reaches the
-target and records the curve. ``python -m alexnet_lit.report --figure1 SWEEP`` (or
+learning rate); alexnet_lit.callbacks.TrainErrorTarget stops each once its training error
+reaches the target and records the curve. ``python -m alexnet_lit.report --figure1 SWEEP`` (or
 ``alexnet-figure1 SWEEP``) turns the sweep folder into the figure and the speed-up.
 """
 import json
@@ -13,51 +13,14 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError
 
-from alexnet_lit.results import shown, write_json
+from alexnet_lit.results import Results, read_results, shown, write_json
 from alexnet_lit.trust import run_config
 from alexnet_lit.writing import replace_text, save_figure
 
 CURVE = "train_error.json"  # in each run folder: the target, the training-error curve, where it was reached
-
-
-class TrainErrorTarget(EarlyStopping):
-    """Stops training once the training error counted over an epoch (``train/top1_err``, the
-    error of the updates as they were made, as cuda-convnet reports it) is below ``target``,
-    and keeps ``path`` up to date: the target, that error after every epoch, and the epoch and
-    step at which it was reached (null until then). A run resumed after reaching it trains no
-    further."""
-
-    def __init__(self, path: str, target: float = 0.25):
-        super().__init__(monitor="train/top1_err", mode="min", stopping_threshold=target,
-                         patience=float("inf"), check_on_train_epoch_end=True, strict=True)
-        self.path, self.target = Path(path), target
-        self.curve: list[float] = []
-        self.reached: dict | None = None
-
-    def state_dict(self) -> dict:
-        return dict(super().state_dict(), curve=self.curve, reached=self.reached)
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.curve, self.reached = list(state["curve"]), state["reached"]
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.reached is not None:
-            trainer.should_stop = True
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        error = trainer.callback_metrics[self.monitor]
-        self.curve.append(float(error))
-        if self.reached is None and self.monitor_op(error, self.stopping_threshold):  # as EarlyStopping decides
-            self.reached = dict(epoch=trainer.current_epoch + 1, step=trainer.global_step)
-        if trainer.is_global_zero:
-            write_json(self.path, dict(target=self.target, train_error=self.curve, reached=self.reached))
-        super().on_train_epoch_end(trainer, pl_module)
 
 
 @dataclass
@@ -96,15 +59,13 @@ def read_trials(sweep: Path, target: float | None = None) -> tuple[list[Trial], 
             activation, lr = config.model.activation, float(config.optim.lr)
         except ConfigAttributeError as error:
             raise ValueError(f"{config_path}: not a training run's config ({error})") from None
-        results = json.loads((job / "results.json").read_text()) if (job / "results.json").is_file() else {}
+        results = read_results(job / "results.json") if (job / "results.json").is_file() else None
         curve = json.loads((job / CURVE).read_text()) if (job / CURVE).is_file() else {}
         if "target" in curve:
             targets.add(curve["target"])
-        status = results.get("status", "not started")
-        if "non-finite training loss" in results.get("error", ""):
-            status = "diverged"
         errors = curve.get("train_error", [])
-        trials.append(Trial(activation, lr, status, errors, None, job, results.get("wall_time_s")))
+        trials.append(Trial(activation, lr, trial_status(results), errors, None, job,
+                            None if results is None else results.wall_time_s))
     if not trials:
         raise ValueError(f"{sweep}: no job folders (.hydra/config.yaml) below it")
     if len(targets) > 1:
@@ -118,6 +79,15 @@ def read_trials(sweep: Path, target: float | None = None) -> tuple[list[Trial], 
     for trial in trials:
         trial.epochs_to_target = epochs_to(trial.train_error, target)
     return trials, target
+
+
+def trial_status(results: Results | None) -> str:
+    """A run's status as the figure counts it: ``diverged`` where a non-finite training loss
+    stopped it (alexnet_lit.checkpointing.faults.NonFiniteLossError), ``not started`` where it
+    has no results.json."""
+    if results is None:
+        return "not started"
+    return "diverged" if results.error_type == "NonFiniteLossError" else results.status
 
 
 def fastest(trials: list[Trial]) -> Trial | None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from alexnet_lit.analysis.runs import METRICS, SETTING, Run
 from alexnet_lit.analysis.stats import CONFIDENCE, Delta, Stat, detectable_gap, split_p_value
 from alexnet_lit.analysis.table import BOUND, FAMILY_ALPHA, REGULARISERS, overfit_gaps
-from alexnet_lit.results import AT_CHANCE_LOSS, AT_CHANCE_STEPS, DEAD_LAYER, shown
+from alexnet_lit.inspect.learning import AT_CHANCE_LOSS, AT_CHANCE_STEPS, DEAD_LAYER
+from alexnet_lit.results import shown
 from alexnet_lit.writing import save_figure
 
 
@@ -158,7 +159,7 @@ def fixed_line(runs: list[Run], seeds: str | None, bound: float, confidence: flo
             f"the collapse rule: a run collapsed where a ReLU layer has more than {DEAD_LAYER:.0%} of its "
             f"units silent on every image its last validation scored, or where its training loss stayed "
             f"above {AT_CHANCE_LOSS:g} ln(classes) for more than {AT_CHANCE_STEPS:.0%} of the steps of its second half "
-            f"(alexnet_lit.results); the intervals' level, {level(confidence)}; Holm's family-wise error, "
+            f"(alexnet_lit.inspect.learning); the intervals' level, {level(confidence)}; Holm's family-wise error, "
             f"{alpha:g}. Adding seeds until a verdict appears would be optional stopping.", "", when, ""]
 
 
@@ -220,7 +221,7 @@ def header_lines(rows: list[dict], bound: float, confidence: float = CONFIDENCE,
         "the table). *Clean train*: "
         "training images scored as validation scores its own; *clean gap*: val top-1 minus clean "
         "train top-1, *Δ clean gap* its paired change. *Pool coverage*: per pool stage, the "
-        "positions its windows read over the positions there (alexnet_lit.model.pool_coverage, "
+        "positions its windows read over the positions there (alexnet_lit.layer_table.pool_coverage, "
         "from each run's `.hydra/config.yaml`). *LR drops*: over the paired seeds, how often the "
         "run's learning rate dropped at the same epochs as its partner's (results.json's "
         "`lr_drops`; *not recorded* where either run predates them). *Collapsed*: runs that collapsed under the rule above (results.json's "
@@ -315,13 +316,13 @@ def figure3_lines(runs: list[Run]) -> list[str]:
     """Figure 3 as a claim: in each two-tower run of ``none``, its more and its less
     colour-specific tower, and how often random splits of its conv1 kernels are as far apart."""
     towers = sorted((r for r in runs if r.ablation == "none" and r.status == "completed" and r.conv1_colour
-                     and len(r.conv1_colour["tower_means"]) == 2), key=lambda r: (r.seed is None, r.seed))
+                     and len(r.conv1_colour.tower_means) == 2), key=lambda r: (r.seed is None, r.seed))
     if not towers:
         return []
-    more = [max(r.conv1_colour["tower_means"]) for r in towers]
-    less = [min(r.conv1_colour["tower_means"]) for r in towers]
-    p = [split_p_value(r.conv1_colour["kernels"], r.conv1_colour["tower_sizes"][0]) for r in towers]
-    needed = [detectable_gap(r.conv1_colour["kernels"], r.conv1_colour["tower_sizes"][0]) for r in towers]
+    more = [max(r.conv1_colour.tower_means) for r in towers]
+    less = [min(r.conv1_colour.tower_means) for r in towers]
+    p = [split_p_value(r.conv1_colour.kernels, r.conv1_colour.tower_sizes[0]) for r in towers]
+    needed = [detectable_gap(r.conv1_colour.kernels, r.conv1_colour.tower_sizes[0]) for r in towers]
     lines = ["## Figure 3: conv1's colour specificity per tower", "",
              "The paper: in every run one tower's conv1 kernels are largely colour-agnostic, the other's "
              "colour-specific. Which GPU gets which tower is arbitrary, so each run's towers are compared as "
@@ -334,7 +335,7 @@ def figure3_lines(runs: list[Run]) -> list[str]:
              f"the less {fmt_stat(Stat.of(less), 3)}, difference "
              f"{fmt_stat(Stat.of([a - b for a, b in zip(more, less)]), 3)}; further apart than random splits "
              f"(p < 0.05) in {sum(x < 0.05 for x in p)} of {len(towers)} runs; {fmt_needed(needed)}.", ""]
-    lines += [f"- seed {r.seed}: {a:.3f} against {b:.3f} (tower {1 + r.conv1_colour['tower_means'].index(a)} "
+    lines += [f"- seed {r.seed}: {a:.3f} against {b:.3f} (tower {1 + r.conv1_colour.tower_means.index(a)} "
               f"the more colour-specific), p = {x:.3f}, " + (f"needs {q:.3f}" if math.isfinite(q) else "no split reaches p < 0.05")
               for r, a, b, x, q in zip(towers, more, less, p, needed)]
     return lines + [""]

@@ -1,6 +1,5 @@
 """A sweep's runs, read from its jobs' ``results.json`` (no network) or from the W&B API:
 one :class:`Run` each, with the errors, the setting and the learning verdict the table needs."""
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,8 +7,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from alexnet_lit.model import pool_coverage
-from alexnet_lit.results import shown_override
+from alexnet_lit.layer_table import pool_coverage
+from alexnet_lit.results import Conv1Colour, LrnLayer, read_results, shown_override
 from alexnet_lit.trust import run_config
 
 PAPER_METRICS = ("val_top1", "val_top5", "train_top1")  # the columns paper_table.csv may judge on
@@ -39,11 +38,11 @@ class Run:
     val_official_top1: float | None = None  # the data set's own validation images, where val holds more
     val_official_top5: float | None = None
     wall_time_s: float | None = None
-    learning: str | None = None  # results.json's learning verdict (results.learning_verdict)
+    learning: str | None = None  # results.json's learning verdict (inspect.learning.learning_verdict)
     collapsed: bool | None = None  # results.json's learning.collapsed
     lrn: dict | None = None  # per LRN layer: the divisor's mean over k ** beta
     setting: dict | None = None  # what the run was (SETTING's keys)
-    conv1_colour: dict | None = None  # results.conv1_colour: Figure 3's scores, per tower
+    conv1_colour: Conv1Colour | None = None  # Figure 3's scores, per tower
     lr_drops: list[int] | None = None  # the epochs its learning rate dropped at; None: not recorded
     git_commit: str | None = None  # the commit it ran at, ``-dirty`` with uncommitted changes
     coverage: dict | None = None  # per pool stage: (positions its windows read, positions there)
@@ -75,7 +74,7 @@ def setting_of(config: dict) -> dict:
 
 def coverage_of(config: dict | None) -> dict | None:
     """Per pool stage of the run's network, the positions its windows read and those there
-    (alexnet_lit.model.pool_coverage), from the config's ``model`` node, resolved; None without one."""
+    (alexnet_lit.layer_table.pool_coverage), from the config's ``model`` node, resolved; None without one."""
     model = OmegaConf.select(OmegaConf.create(config), "model", default=None) if isinstance(config, dict) else None
     if not OmegaConf.is_dict(model) or "features" not in model:
         return None
@@ -86,82 +85,33 @@ def coverage_of(config: dict | None) -> dict | None:
         raise ValueError(f"model: not a network's layer table ({type(error).__name__}: {error})") from None
 
 
-def lrn_ratios(lrn: dict | None) -> dict | None:
+def lrn_ratios(lrn: dict[str, LrnLayer] | None) -> dict | None:
     """Each LRN layer's mean divisor over k ** beta: 1.0 is a constant rescale."""
     if not lrn:
         return None
-    return {name: s["divisor_mean"] / s["k_beta"] for name, s in lrn.items() if s.get("divisor_mean")}
-
-
-# results.json's keys the report reads, with the type each may hold besides null
-NUMBER, INTEGER, TEXT, LIST, MAPPING = (int, float), int, str, list, dict
-KINDS = {NUMBER: "a number", INTEGER: "an integer", TEXT: "a string", LIST: "a list", MAPPING: "a mapping"}
-RESULTS = {"ablation": LIST, "seed": INTEGER, "status": TEXT, "wall_time_s": NUMBER, "params": INTEGER,
-           "learning": MAPPING, "lrn": MAPPING, "conv1_colour": MAPPING, "lr_drops": LIST, "git_commit": TEXT,
-           **{f"{m}_err": NUMBER for m in METRICS}}
-
-
-def checked_results(r) -> dict:
-    """``r`` (a results.json as parsed) if it holds what the report reads, each key of
-    RESULTS of its type or null, the errors between 0 and 1; else a ValueError naming the key."""
-    if not isinstance(r, dict):
-        raise ValueError(f"not a JSON object but {json.dumps(r)[:40]}")
-    for key, kind in RESULTS.items():
-        value = r.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise ValueError(f"{key} is {json.dumps(value)[:40]}, expected {KINDS[kind]}")
-        if key.endswith("_err") and value is not None and not 0 <= value <= 1:  # NaN fails both
-            raise ValueError(f"{key} is {value}, not an error between 0 and 1")
-    for key in ("ablation", "status"):
-        if key in r and r[key] is None:
-            raise ValueError(f"{key} is null")
-    if not all(isinstance(name, str) for name in r.get("ablation") or []):
-        raise ValueError(f"ablation is {json.dumps(r['ablation'])[:40]}, expected a list of names")
-    if not all(isinstance(drop, dict) and isinstance(drop.get("epoch"), int) for drop in r.get("lr_drops") or []):
-        raise ValueError("lr_drops: expected a list of {epoch, lr}")
-    colour = r.get("conv1_colour") or {}
-    if colour and not all(numbers(colour.get(key)) for key in ("kernels", "tower_sizes", "tower_means")):
-        raise ValueError("conv1_colour: expected lists of numbers kernels, tower_sizes and tower_means")
-    if not all(isinstance(layer, dict) for layer in (r.get("lrn") or {}).values()):
-        raise ValueError("lrn: expected a mapping per LRN layer")
-    learning = r.get("learning") or {}
-    if not isinstance(learning.get("verdict", ""), str) or not isinstance(learning.get("collapsed", False), bool):
-        raise ValueError("learning: expected a verdict (a string) and collapsed (true or false)")
-    return r
-
-
-def numbers(values) -> bool:
-    """``values`` is a list of numbers (not booleans)."""
-    return isinstance(values, list) and all(isinstance(v, NUMBER) and not isinstance(v, bool) for v in values)
+    return {name: s.divisor_mean / s.k_beta for name, s in lrn.items() if s.divisor_mean and s.k_beta}
 
 
 def run_from_results(path: Path) -> Run:
-    """A job folder's ``results.json`` (alexnet_lit/results.py) and ``.hydra/config.yaml``."""
+    """A job folder's ``results.json`` (alexnet_lit.results.Results) and ``.hydra/config.yaml``;
+    a ValueError naming ``path`` where either does not fit."""
+    r = read_results(path)
     config_path = path.parent / ".hydra" / "config.yaml"
     try:
-        r = checked_results(json.loads(path.read_text()))
-        try:
-            config = run_config(config_path) if config_path.is_file() else None
-            coverage = coverage_of(config)
-            setting = setting_of(config) if isinstance(config, dict) else None
-        except (ValueError, TypeError, OmegaConfBaseException) as error:
-            raise ValueError(f".hydra/config.yaml: {str(error).removeprefix(f'{config_path}: ')}") from None
-        if setting is not None:
-            setting["parameters"] = r.get("params")
-        learning = r.get("learning") or {}
-        drops = r.get("lr_drops")
-        return Run("+".join(r["ablation"]), r["seed"], r["status"], str(path.parent),
-                   **{m: r[f"{m}_err"] if m in PAPER_METRICS else r.get(f"{m}_err") for m in METRICS},
-                   wall_time_s=r["wall_time_s"], learning=learning.get("verdict"),
-                   collapsed=learning.get("collapsed"), lrn=lrn_ratios(r.get("lrn")), setting=setting,
-                   conv1_colour=r.get("conv1_colour"), lr_drops=None if drops is None else [d["epoch"] for d in drops],
-                   git_commit=r.get("git_commit"), coverage=coverage)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    except KeyError as error:
-        raise ValueError(f"{path}: no key {error}; written by an older alexnet_lit?") from None
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from None
+        config = run_config(config_path) if config_path.is_file() else None
+        coverage = coverage_of(config)
+        setting = setting_of(config) if isinstance(config, dict) else None
+    except (ValueError, TypeError, OmegaConfBaseException) as error:
+        raise ValueError(f"{path}: .hydra/config.yaml: {str(error).removeprefix(f'{config_path}: ')}") from None
+    if setting is not None:
+        setting["parameters"] = r.params
+    return Run("+".join(r.ablation), r.seed, r.status, str(path.parent),
+               **{m: getattr(r, f"{m}_err") for m in METRICS}, wall_time_s=r.wall_time_s,
+               learning=None if r.learning is None else r.learning.verdict,
+               collapsed=None if r.learning is None else r.learning.collapsed, lrn=lrn_ratios(r.lrn),
+               setting=setting, conv1_colour=r.conv1_colour,
+               lr_drops=None if r.lr_drops is None else [drop.epoch for drop in r.lr_drops],
+               git_commit=r.git_commit, coverage=coverage)
 
 
 def logged_key(metric: str) -> str:

@@ -8,7 +8,7 @@ checkpoint holds, and who puts it there:
 - the counts behind the epoch's training error so far, and the plateau schedule's step at the
   end of the epoch it resumes in: :class:`ExactResume`;
 - the best validation error, wall time and loss watch of results.json:
-  alexnet_lit.results.ResultsWriter;
+  alexnet_lit.callbacks.ResultsWriter;
 - saved before a training batch, never inside validation: :func:`save`, called by
   alexnet_lit.checkpointing.faults (periodically, at the end, on a non-finite loss) and
   alexnet_lit.checkpointing.preemption (SIGTERM).

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_lit.results import CheckpointRun
+from alexnet_lit.callbacks import CheckpointRun
 from alexnet_lit.trust import MOVED
 from alexnet_lit.weights import CheckpointError, read_file
 from alexnet_lit.writing import links_in

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
+from alexnet_lit.results import Conv1Colour
+
 
 def image_grid(images: torch.Tensor, nrow: int, zoom: int = 1) -> np.ndarray:
     """(N, 3, H, W) -> one HxWx3 uint8 picture, each image stretched to 0..255 on its own."""
@@ -26,3 +28,14 @@ def colour_specificity(kernels: torch.Tensor) -> torch.Tensor:
     most 1 (opponent colours)."""
     grey = kernels.mean(dim=1, keepdim=True)
     return (kernels - grey).pow(2).sum((1, 2, 3)) / kernels.pow(2).sum((1, 2, 3)).clamp_min(1e-30)
+
+
+def conv1_colour(net: nn.Module, towers: int) -> Conv1Colour | None:
+    """Figure 3's measure on conv1 (:func:`colour_specificity`): every kernel's score, in kernel
+    order (the first ``tower_sizes[0]`` are tower 1's), and each tower's mean; None for one tower."""
+    if towers < 2:
+        return None
+    scores = colour_specificity(dict(net.learned_layers())["conv1"].weight.detach().float().cpu())
+    chunks = scores.chunk(towers)
+    return Conv1Colour(kernels=[round(x, 5) for x in scores.tolist()], tower_sizes=[len(t) for t in chunks],
+                       tower_means=[round(float(t.mean()), 5) for t in chunks])

@@ -10,12 +10,19 @@ table can show that the component it switches off acted and that no layer died:
   of a fully connected layer) that output zero for every image validation scores
   (:class:`DeadUnits`, summed over processes): a network that blew up in its first steps has
   whole layers dead.
+
+And during training, the first and the largest training loss and how often it sat at chance
+(:class:`LossWatch`). results.json records them (:func:`recorded_activity`, and the verdict
+of alexnet_lit.inspect.learning).
 """
+import math
+
 import torch
 from torch import nn
 from torchmetrics import Metric
 
 from alexnet_lit.lrn import LRN
+from alexnet_lit.results import LrnLayer
 
 
 def percentile(x: torch.Tensor, q: float) -> torch.Tensor:
@@ -86,3 +93,51 @@ class LayerActivity:
             alive = output.detach() > 0  # (B, C, H, W) or (B, C)
             self.active[name] = alive.any(dim=0) if alive.dim() == 2 else alive.any(dim=(0, 2, 3))
         return record
+
+
+def recorded_activity(metrics: dict[str, float], net: nn.Module) -> dict:
+    """What the last validation's probes measured (``metrics``: the logged values), as
+    results.json records it: ``lrn``, per LRN layer the divisor's mean and 95th percentile
+    beside ``k ** beta``, its value for a constant rescale; ``dead_units``, per ReLU layer the
+    fraction of units silent on every image validation scored."""
+    layers = {name.rsplit(".", 1)[-1]: layer for name, layer in net.named_modules() if isinstance(layer, LRN)}
+    lrn = {name: LrnLayer(k_beta=layer.k ** layer.beta, divisor_mean=metrics.get(f"lrn/{name}_divisor_mean"),
+                          divisor_p95=metrics.get(f"lrn/{name}_divisor_p95")) for name, layer in layers.items()}
+    dead = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("dead/")}
+    return dict(lrn=lrn, dead_units=dead)
+
+
+class LossWatch:
+    """The first and the largest training loss, the step of the largest, and how many steps
+    from ``from_step`` on (the second half of training) had a loss above ``chance``
+    (AT_CHANCE_LOSS x ln(classes)) of how many, kept on the loss's device (no host sync per step)."""
+
+    KEYS = ("first", "largest", "step", "steps", "at_chance")
+
+    def __init__(self, chance: float = math.inf, from_step: int | None = None):
+        self.chance, self.from_step = chance, from_step
+        self.first = self.largest = self.step = self.steps = self.at_chance = None
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        loss = loss.detach().float()
+        if self.first is None:
+            zero = torch.zeros((), dtype=torch.long, device=loss.device)
+            self.first, self.largest, self.step = loss, loss, zero + step
+            self.steps, self.at_chance = zero, zero
+        bigger = loss > self.largest
+        self.largest = torch.where(bigger, loss, self.largest)
+        self.step = torch.where(bigger, torch.tensor(step, device=loss.device), self.step)
+        if step >= (self.from_step or 0):
+            self.steps = self.steps + 1
+            self.at_chance = self.at_chance + (loss > self.chance).long()
+
+    def state_dict(self) -> dict:
+        if self.first is None:
+            return {}
+        return dict(first=float(self.first), largest=float(self.largest), step=int(self.step),
+                    steps=int(self.steps), at_chance=int(self.at_chance))
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:  # checkpoints from before the step counts start them at 0
+            self.first, self.largest, self.step, self.steps, self.at_chance = (
+                torch.tensor(state.get(k, 0)) for k in self.KEYS)

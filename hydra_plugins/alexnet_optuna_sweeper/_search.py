@@ -1,6 +1,5 @@
 """The search behind alexnet_optuna_sweeper.OptunaSweeper, imported when a search starts
 (Optuna is an optional extra; Hydra's plugin scan skips modules named ``_*``)."""
-import json
 import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -16,18 +15,19 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from alexnet_lit.checkpointing.run_folder import RunFolderLocked, holder
+from alexnet_lit.results import Results, read_results
 from alexnet_lit.writing import replace_text
 
 log = logging.getLogger(__name__)
 DONE = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
-def objective(results: dict, classes: int) -> float:
+def objective(results: Results, classes: int) -> float:
     """A trial's score from its results.json: the best validation top-1 error of a run that
     learned, chance's for one that did not (or never validated)."""
-    verdict = results.get("learning", {}).get("verdict", "")
-    best = results.get("best_val_top1_err")
-    return best if verdict.startswith("learns") and best is not None else 1 - 1 / classes
+    learned = results.learning is not None and results.learning.verdict.startswith("learns")
+    best = results.best_val_top1_err
+    return best if learned and best is not None else 1 - 1 / classes
 
 
 def within(value, distribution) -> bool:
@@ -154,12 +154,13 @@ class OptunaSearch(Sweeper):
             self.told(study, number, state=TrialState.FAIL)
             return
         folder = Path(job.hydra_cfg.hydra.runtime.output_dir)
-        results = json.loads((folder / "results.json").read_text())
+        results = read_results(folder / "results.json")
         value = objective(results, job.cfg.data.num_classes)
         if not self.told(study, number, value):
             return
+        verdict = "no verdict" if results.learning is None else results.learning.verdict
         log.info(f"trial {number} ({', '.join(f'{k}={v}' for k, v in params.items())}): {value:.4f} "
-                 f"({results.get('learning', {}).get('verdict', 'no verdict')}) in {folder}")
+                 f"({verdict}) in {folder}")
 
     @staticmethod
     def told(study: optuna.Study, number: int, value: float | None = None, state: TrialState | None = None) -> bool:

@@ -4,7 +4,7 @@ Hydra's configured launcher (basic, submitit_local, submitit_slurm).
 ``python -m alexnet_lit.train hparams_search=lr ...`` searches with TPE (seeded); each trial is
 a training run in the sweep folder's subfolder named by its trial number, scored by its
 results.json: the best validation top-1 error, or chance's (1 - 1/classes) for a run that did
-not learn (alexnet_lit.results.learning_verdict). The study is stored in ``optuna.db``
+not learn (alexnet_lit.inspect.learning.learning_verdict). The study is stored in ``optuna.db``
 (SQLite) in the sweep folder, so the same command resumes a search: finished trials stand,
 and a trial an interruption left running runs again in its own folder, where the train
 command continues from its checkpoints/last.ckpt. At the end the best trial is printed and

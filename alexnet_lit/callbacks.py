@@ -17,9 +17,10 @@ from alexnet_lit.results import LrDrop, Results, failure, record_failure, write_
 
 
 def _metric(metrics: dict, key: str) -> float | None:
-    """A logged metric's value as a float; None where it was not logged."""
+    """A logged metric's value as a float; None where it was not logged, or measured nothing
+    (NaN: a validation cut short before any image of its stream)."""
     value = metrics.get(key)
-    return None if value is None else float(value)
+    return None if value is None or math.isnan(value) else float(value)
 
 
 class ResultsWriter(Callback):

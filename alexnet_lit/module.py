@@ -23,10 +23,12 @@ warnings.filterwarnings("ignore", message=r"The ``compute`` method of metric \w+
 
 
 class TopKError(MulticlassAccuracy):
-    """1 - top-k accuracy: the error rate the paper reports."""
+    """1 - top-k accuracy: the error rate the paper reports; NaN where no image was scored
+    (not the 1.0 that accuracy's 0 of none would give)."""
 
     def compute(self) -> torch.Tensor:
-        return 1 - super().compute()
+        scored = (self.tp + self.fn).sum()
+        return torch.where(scored > 0, 1 - super().compute(), torch.nan)
 
 
 # The streams validation scores apart where it holds more than the data set's own images

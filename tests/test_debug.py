@@ -78,6 +78,8 @@ def test_a_validation_cut_short_says_what_it_did_not_reach_and_warns_of_nothing(
     output = done.stdout + done.stderr
     assert "this validation reached no image of train_eval (trainer.limit_val_batches=1), so its keys are NaN" in output
     assert "Warning" not in output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["train_eval_top1_err"] is None and results["val_top1_err"] is not None  # not measured: not 1.0
 
 
 @pytest.mark.parametrize("command, says", [("train", "Trains AlexNet"), ("evaluate", "Top-1 and top-5 error")])

@@ -1,6 +1,8 @@
-"""benchmarks/data_peers.py run small on real Imagenette images: every peer has a row, measured
-or with the error that stopped it, and each figure follows from what was measured (the figures
-themselves are docs/speed.md's, not checked here)."""
+"""benchmarks/data_peers.py run small on real Imagenette images, for the project's two formats and
+a peer of each kind (a library's own format converted to, one reading the original files, one
+that may not be installed): every peer asked for has a row, measured or with the error that
+stopped it, and each figure follows from what was measured (the figures themselves are
+docs/speed.md's, not checked here)."""
 import json
 import subprocess
 import sys
@@ -13,6 +15,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from data_peers import PEERS  # noqa: E402
 
 IMAGES, BATCH, BATCHES = 48, 16, 2
+ASKED = ["ours_raw", "ours_jpeg", "torchvision_decode_jpeg", "litdata_jpeg", "ffcv_raw"]
 
 
 @pytest.mark.slow
@@ -21,12 +24,12 @@ def test_every_peer_has_a_row_and_its_figures_follow_from_its_measurements(tmp_p
     out = tmp_path / "peers.json"
     done = subprocess.run([sys.executable, "benchmarks/data_peers.py", "--source", str(source), "--images", str(IMAGES),
                            "--batch-size", str(BATCH), "--warmup", "1", "--batches", str(BATCHES), "--workers", "1",
-                           "--exact-images", "4", "--repeats", "1", "--out", str(out)],
+                           "--exact-images", "4", "--repeats", "1", "--peers", *ASKED, "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(out.read_text())
     rows = record["peers"]
-    assert list(rows) == list(PEERS)
+    assert set(ASKED) <= set(PEERS) and list(rows) == ASKED
     for name, row in rows.items():
         assert row["status"] in ("measured", "failed"), name
         if row["status"] == "failed":
@@ -43,11 +46,10 @@ def test_every_peer_has_a_row_and_its_figures_follow_from_its_measurements(tmp_p
             assert row["bytes_per_image"] == pytest.approx(row["convert"]["bytes"] / IMAGES)
         exactness = row["exactness"]
         assert (exactness["max_abs_diff"] == 0) == (exactness["psnr_db"] is None), name
-    for name in ("ours_raw", "ours_jpeg", "torchvision_imagefolder", "torchvision_decode_jpeg", "litdata_jpeg"):
+    for name in ("ours_raw", "ours_jpeg", "torchvision_decode_jpeg", "litdata_jpeg"):
         assert rows[name]["status"] == "measured", rows[name].get("reason")  # installed wherever the suite runs
     assert rows["ours_raw"]["exactness"]["max_abs_diff"] == 0  # the reference's pixels, stored
     assert rows["ours_raw"]["bytes_per_image"] > 256 * 256 * 3 > rows["ours_jpeg"]["bytes_per_image"]
-    assert rows["torchvision_imagefolder"]["exactness"]["max_abs_diff"] == 0  # the same PIL decode and resize
     assert rows["ours_jpeg"]["exactness"]["psnr_db"] > 35 and rows["litdata_jpeg"]["exactness"]["psnr_db"] > 35
     stage = record["batch_stage"]["images_per_s_per_core"]
     for name, cores in record["projection"]["cores"].items():

@@ -76,6 +76,11 @@ def link_images(source: Path, root: Path, count: int) -> None:
             (root / split / f.parent.name / f.name).symlink_to(f.resolve())
 
 
+def images_at(root: Path, count: int, source: Path | None) -> None:
+    """``count`` images in ``root`` (train/ and val/): those of ``source`` where given, else generated."""
+    link_images(source, root, count) if source else generate(root, count)
+
+
 def one_pass(make_loader, stage=None):
     """One epoch: a fresh loader each time (the training sampler remembers where it stopped)."""
     def run():
@@ -125,7 +130,7 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="data_throughput-"))
     try:
         root = work / "jpeg"
-        link_images(args.source, root, args.images) if args.source else generate(root, args.images)
+        images_at(root, args.images, args.source)
         files = sorted((root / "train").glob("*/*"))
         sizes = np.array([Image.open(f).size for f in files])
 

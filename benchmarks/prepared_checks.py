@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_throughput import generate, link_images
+from data_throughput import images_at
 from timing import interleaved, machine, median, save
 
 from alexnet_lit.data.preparation import prepare
@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="prepared_checks-"))
     try:
         images = work / "images"
-        link_images(args.source, images, args.images) if args.source else generate(images, args.images)
+        images_at(images, args.images, args.source)
         storages = {}
         for storage in STORAGE:
             prepare(images, work / storage, workers=os.cpu_count(), progress=False, storage=storage)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_throughput import generate, link_images
+from data_throughput import images_at
 from timing import interleaved, machine, median, save, synchronize
 
 from alexnet_lit.data.preparation import prepare
@@ -90,7 +90,7 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="prepared_formats-"))
     try:
         root = work / "jpeg"
-        link_images(args.source, root, args.images) if args.source else generate(root, args.images)
+        images_at(root, args.images, args.source)
         folders = {f: work / f"prepared_{f}" for f in FORMATS}
         for storage, folder in folders.items():
             prepare(root, folder, workers=os.cpu_count(), progress=False, storage=storage)

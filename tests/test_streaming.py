@@ -2,7 +2,9 @@
 from a folder served as a remote (``local:``) through a cache, as nodes read object storage."""
 import hashlib
 import json
+import os
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,6 +18,25 @@ from conftest import REPO, train_command
 
 pytest.importorskip("litdata", reason=NEEDS)
 pytestmark = pytest.mark.slow  # LitData's optimize starts its own processes: seconds
+
+COUNT = """
+from pathlib import Path
+from lightning.pytorch.callbacks import Callback
+
+class CountValidation(Callback):
+    \"\"\"Each process writes how many validation images it scored in the last epoch.\"\"\"
+    def __init__(self, folder):
+        self.folder, self.scored = Path(folder), 0
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        self.scored = 0
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.scored += len(batch[1])
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        (self.folder / f"scored{trainer.global_rank}").write_text(str(self.scored))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +98,21 @@ def test_training_streams_from_a_local_remote_as_the_docs_say(remote, tmp_path, 
 def test_two_processes_stream_one_epoch_between_them(remote, tmp_path, cache_dir):
     """DDP on two CPU processes: each streams its own share of the chunks through its own cache,
     so an epoch of 96 images in global batches of 16 is 6 steps, as on one process, and the
-    processes' positions in LitData's loader together count each image once."""
+    processes' positions in LitData's loader together count each image once; validation scores
+    every one of the 24 images once across the processes (a StreamingDataset's len() is a
+    process's share: the sampler had split that share again, scoring half of them)."""
     run_dir, stream_cache = tmp_path / "run", tmp_path / "stream-cache"
+    (tmp_path / "count_plugin.py").write_text(COUNT)
     done = subprocess.run(train_command(run_dir, cache_dir, "data=streaming", f"data.root=local:{remote / 'litdata'}",
                                         f"data.cache_dir={stream_cache}", "data.num_classes=4", "data.image_size=76",
                                         "data.batch_size=16", "data.num_workers=1", "trainer.max_epochs=1",
-                                        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+                                        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                                        "+callbacks.count._target_=count_plugin.CountValidation",
+                                        f"+callbacks.count.folder={tmp_path}"),
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path])))
     assert done.returncode == 0, done.stderr[-3000:]
+    assert [int((tmp_path / f"scored{rank}").read_text()) for rank in (0, 1)] == [12, 12]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "completed" and results["steps"] == 96 // 16
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")

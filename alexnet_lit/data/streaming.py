@@ -84,8 +84,8 @@ class Indexed(Dataset):
     def __init__(self, streaming):
         self.streaming, self.collate_fn = streaming, streaming.collate_fn
 
-    def __len__(self) -> int:
-        return len(self.streaming)
+    def __len__(self) -> int:  # every image: a StreamingDataset's len() is a DDP process's share
+        return sum(end - start for start, end in self.streaming.region_of_interest)
 
     def __getitem__(self, index: int):
         return self.streaming[index]

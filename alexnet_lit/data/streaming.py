@@ -12,6 +12,7 @@ As from a compact prepared folder, the loader workers hand over the bytes and nv
 batch where the batch stage runs on a GPU; elsewhere the workers decode.
 """
 import json
+import multiprocessing
 import os
 import shutil
 from pathlib import Path
@@ -57,7 +58,8 @@ def write_litdata(prepared: Path, out: Path, workers: int) -> dict:
         shards = sorted(int(p.stem) for p in (prepared / split / "shards").glob("*.jpegs"))
         litdata().optimize(fn=ShardImages(prepared, split), inputs=shards, output_dir=str(out / split),
                            chunk_bytes="64MB", num_workers=min(workers, len(shards)), mode="overwrite",
-                           verbose=False)
+                           verbose=False,  # workers forked, not spawned: none imports torch again
+                           start_method="fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     shutil.copy(prepared / STATS, out / STATS)
     meta.pop("checksums", None)  # the shards', not those of the chunks
     meta["storage"] = STREAMED

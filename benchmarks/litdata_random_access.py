@@ -17,7 +17,9 @@ second of:
 - ``litdata_maps_per_item``: the same with ``batch_decode=0`` (an item decoded at a time,
   not a window of them).
 
-Checked first (``same_bytes``): the chunks hold the shards' bytes, image for image.
+Checked first (``same_bytes``): the chunks hold the shards' bytes, image for image. Also
+recorded (``chunk_cut_short``): how a process reading the chunks by index, with and without
+memory maps, ends when a chunk is cut short under it.
 
 Writes benchmarks/results/litdata_random_access.json.
 """
@@ -25,6 +27,8 @@ import argparse
 import hashlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,13 +37,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from data_throughput import images_at  # noqa: E402
-from timing import machine, median, save  # noqa: E402
+from data_throughput import images_at
+from timing import machine, median, save
 
-from alexnet_lit.data.preparation import prepare  # noqa: E402
-from alexnet_lit.data.prepared import PreparedJPEGs  # noqa: E402
-from alexnet_lit.data.streaming import litdata  # noqa: E402
+from alexnet_lit.data.preparation import prepare
+from alexnet_lit.data.prepared import PreparedJPEGs
+from alexnet_lit.data.streaming import litdata
+
+# A chunk cut short while LitData reads it by index: read the first image of the first chunk,
+# cut the chunk to 1,000 bytes, read its last image. argv: the chunks' folder, LITDATA_POSIX_FAST.
+CUT_SHORT = """
+import json, os, sys
+os.environ["LITDATA_POSIX_FAST"] = sys.argv[2]
+import litdata
+data = litdata.StreamingDataset(sys.argv[1], batch_decode=0)  # no window of images read ahead
+first = json.load(open(os.path.join(sys.argv[1], "index.json")))["chunks"][0]
+data[0]
+os.truncate(os.path.join(sys.argv[1], first["filename"]), 1000)
+data[first["chunk_size"] - 1]
+"""
 
 
 def streaming(folder: Path, maps: bool, **settings):
@@ -49,6 +65,18 @@ def streaming(folder: Path, maps: bool, **settings):
         return litdata().StreamingDataset(str(folder), **settings)
     finally:
         del os.environ["LITDATA_POSIX_FAST"]
+
+
+def cut_short(folder: Path, maps: bool) -> dict:
+    """How a process reading ``folder``'s chunks by index ends when a chunk is cut short under
+    it (a copy of the folder is cut): its exit status (negative: the signal that killed it)
+    and its last line of error."""
+    copy = shutil.copytree(folder, folder.with_name(f"{folder.name}-cut-{int(maps)}"))
+    done = subprocess.run([sys.executable, "-c", CUT_SHORT, str(copy), "1" if maps else "0"],
+                          capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    return dict(exit_status=done.returncode, signal=signal.Signals(-done.returncode).name if done.returncode < 0
+                else None, error=lines[-1][:200] if lines else None)
 
 
 def held_alike(shards: PreparedJPEGs, readers: dict) -> bool:
@@ -87,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
                    "litdata_maps_per_item": streaming(work / "chunks" / "train", maps=True,
                                                       batch_decode=0).__getitem__}
         same_bytes = held_alike(shards, readers)
+        chunk_cut_short = {"litdata_file_reads": cut_short(work / "chunks" / "train", maps=False),
+                           "litdata_maps": cut_short(work / "chunks" / "train", maps=True)}
         seconds = {name: [] for name in readers}
         for repeat in range(args.repeats + 1):  # the first a warm-up, not kept
             for name in readers if repeat % 2 == 0 else reversed(readers):
@@ -105,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
                   machine=machine(torch.device("cpu")), litdata=litdata().__version__,
                   images=dict(count=len(shards), source=str(args.source or "generated photo-like JPEGs"),
                               reads=len(order), chunk_mb=round(chunk_bytes / 2 ** 20, 1)),
-                  same_bytes=same_bytes, images_per_cpu_s={name: round(rate, 1) for name, rate in rates.items()},
+                  same_bytes=same_bytes, chunk_cut_short=chunk_cut_short, images_per_cpu_s={name: round(rate, 1) for name, rate in rates.items()},
                   relative_to_ours={name: round(rate / rates["ours_shards"], 4) for name, rate in rates.items()},
                   cpu_seconds={name: [round(v, 4) for v in s] for name, s in seconds.items()})
     save(result, args.out, folders={"DATA": args.source.resolve().parent} if args.source else None)
